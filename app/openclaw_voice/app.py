@@ -1,0 +1,121 @@
+"""The application object: wires settings, observability, the ops server and the bot.
+
+Construction happens here and only here; modules receive their collaborators.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import aiohttp
+import discord
+import structlog
+
+from openclaw_voice import __version__
+from openclaw_voice.config import Settings
+from openclaw_voice.discord.client import VoiceBot
+from openclaw_voice.discord.endpoints import apply_endpoints, make_connector
+from openclaw_voice.ops.metrics import Metrics
+from openclaw_voice.ops.server import OpsServer
+from openclaw_voice.ops.status import AppStatus, LoopMonitor
+
+log = structlog.get_logger(__name__)
+
+SERVICE_NAME = "openclaw-voice"
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+class Application:
+    """One running bot process: ops HTTP server plus the Discord client."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.status = AppStatus(
+            version=__version__,
+            environment=settings.app_env,
+            loop_monitor=LoopMonitor(settings.health_check_interval),
+        )
+        self.metrics = Metrics() if settings.prometheus_enabled else None
+        self.ops = OpsServer(
+            self.status,
+            self.metrics,
+            host=settings.ops_host,
+            port=settings.ops_port,
+            max_loop_lag=max(1.0, 2 * settings.health_check_interval),
+        )
+        self.stop_requested = asyncio.Event()
+
+    def request_stop(self) -> None:
+        if not self.stop_requested.is_set():
+            log.info("stop requested; shutting down")
+        self.stop_requested.set()
+
+    async def run(self) -> int:
+        """Run until a stop is requested or the Discord client ends; return the exit code."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.request_stop)
+        try:
+            await self.ops.start()
+        except OSError as error:
+            log.error(
+                "cannot start the ops HTTP server",
+                error=f"{self.settings.ops_host}:{self.settings.ops_port}: {error.strerror}",
+            )
+            return EXIT_FAILURE
+        log.info(
+            "started",
+            context={
+                "version": __version__,
+                "environment": self.settings.app_env,
+                "ops": f"{self.settings.ops_host}:{self.ops.port}",
+                "discord_api": self.settings.discord_endpoints.api_base,
+            },
+        )
+        try:
+            return await self._run_bot()
+        finally:
+            self.status.shutting_down = True
+            await self.ops.stop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+            log.info("stopped")
+
+    async def _run_bot(self) -> int:
+        token = self.settings.discord_token
+        if token is None:  # load_settings requires it unless offline
+            log.error("DISCORD_TOKEN is not set")
+            return EXIT_CONFIG
+        apply_endpoints(self.settings.discord_endpoints)
+        bot = VoiceBot(self.status, connector=make_connector(self.settings.discord_endpoints))
+        bot_task = asyncio.create_task(bot.start(token.reveal()), name="discord-client")
+        stop_task = asyncio.create_task(self.stop_requested.wait(), name="stop-requested")
+        try:
+            await asyncio.wait({bot_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_task.cancel()
+            self.status.shutting_down = True
+            await bot.close()
+            await asyncio.wait({bot_task})
+        return _exit_code_for(bot_task, self.settings.discord_endpoints.api_base)
+
+
+def _exit_code_for(bot_task: asyncio.Task[None], api_base: str) -> int:
+    """Translate how the Discord client ended into a logged reason and an exit code."""
+    error = bot_task.exception() if not bot_task.cancelled() else None
+    if error is None:
+        return EXIT_OK
+    if isinstance(error, discord.LoginFailure):
+        log.error("Discord rejected DISCORD_TOKEN; check the bot token", error=str(error))
+        return EXIT_CONFIG
+    if isinstance(error, discord.PrivilegedIntentsRequired):
+        log.error("Discord refused the requested intents", error=str(error))
+        return EXIT_CONFIG
+    if isinstance(error, aiohttp.ClientConnectionError | OSError):
+        log.error("cannot reach Discord", error=f"{api_base}: {type(error).__name__}: {error}")
+        return EXIT_FAILURE
+    log.error("the Discord client stopped with an error", exc_info=error)
+    return EXIT_FAILURE

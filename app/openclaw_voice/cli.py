@@ -1,0 +1,143 @@
+"""Command line: ``openclaw-voice run | check | migrate``.
+
+Configuration problems print one line each on stderr and exit 2; no command shows a
+traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from openclaw_voice import __version__
+from openclaw_voice.app import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, SERVICE_NAME
+from openclaw_voice.config import ConfigError, Settings, load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openclaw-voice",
+        description="Discord voice assistant for the OpenClaw agent.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML file of settings (same names as the environment variables, which win)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("run", help="run the bot and its ops HTTP server")
+    check = commands.add_parser("check", help="validate the configuration")
+    mode = check.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--online",
+        action="store_true",
+        help="also verify the Discord token and provider credentials over the network",
+    )
+    mode.add_argument(
+        "--offline",
+        action="store_true",
+        help="check the embedded offline default (local providers, no Discord token)",
+    )
+    commands.add_parser("migrate", help="create or upgrade the SQLite state database")
+    return parser
+
+
+def _load(config: Path | None, *, offline: bool = False) -> Settings | None:
+    try:
+        return load_settings(config_file=config, offline=offline)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        return None
+
+
+def _configure_observability(settings: Settings) -> None:
+    from openclaw_voice.ops.logging import configure_logging
+    from openclaw_voice.ops.redaction import Redactor
+    from openclaw_voice.ops.sentry import init_sentry
+
+    redactor = Redactor(settings.secret_values())
+    configure_logging(
+        level=settings.log_level,
+        service=SERVICE_NAME,
+        environment=settings.app_env,
+        redactor=redactor,
+    )
+    if settings.sentry_dsn is not None:
+        init_sentry(
+            dsn=settings.sentry_dsn.reveal(),
+            environment=settings.app_env,
+            release=f"{SERVICE_NAME}@{__version__}",
+            traces_sample_rate=settings.sentry_traces_sample_rate,
+            redactor=redactor,
+        )
+
+
+def _run(settings: Settings) -> int:
+    from openclaw_voice.app import Application
+    from openclaw_voice.ops.sentry import flush
+
+    async def main() -> int:
+        return await Application(settings).run()
+
+    try:
+        return asyncio.run(main())
+    finally:
+        flush(5.0)
+
+
+def _check(settings: Settings, *, online: bool, offline: bool) -> int:
+    from openclaw_voice.checks import offline_stack_checks, online_checks, summary_lines
+
+    for line in summary_lines(settings):
+        print(line)
+    results = []
+    if offline:
+        results = offline_stack_checks()
+    elif online:
+        results = asyncio.run(online_checks(settings))
+    for result in results:
+        print(result.line())
+    if any(not result.ok for result in results):
+        return EXIT_FAILURE
+    print("configuration OK")
+    return EXIT_OK
+
+
+def _migrate(settings: Settings) -> int:
+    from openclaw_voice.store.migrate import MigrationError, database_path, migrate
+
+    try:
+        applied = asyncio.run(migrate(settings.state_dir))
+    except MigrationError as error:
+        print(f"migrate: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    path = database_path(settings.state_dir)
+    if applied:
+        print(f"{path}: applied {', '.join(applied)}")
+    else:
+        print(f"{path}: up to date")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = _parser().parse_args(argv)
+    offline = arguments.command == "check" and arguments.offline
+    settings = _load(arguments.config, offline=offline)
+    if settings is None:
+        return EXIT_CONFIG
+    _configure_observability(settings)
+    if arguments.command == "run":
+        return _run(settings)
+    if arguments.command == "check":
+        return _check(settings, online=arguments.online, offline=offline)
+    return _migrate(settings)
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m openclaw_voice.cli`
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Discord side of the bot: client, endpoints, commands, voice receive and playback."""
