@@ -11,6 +11,7 @@ stops the cross-field checks that must be reported alongside it.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import re
@@ -19,7 +20,7 @@ import tomllib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal, cast
+from typing import Any, Final, Literal, cast
 
 from openclaw_voice.discord.endpoints import (
     DISCORD_API_BASE,
@@ -203,6 +204,27 @@ def _agent_id(raw: str) -> str:
     return value
 
 
+def _wake_name(raw: str) -> str:
+    value = raw.strip()
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9 -]{1,31}$", value):
+        raise _Invalid
+    return value
+
+
+def _language(raw: str) -> str:
+    value = raw.strip().lower()
+    if not re.match(r"^[a-z]{2}$", value):
+        raise _Invalid
+    return value
+
+
+def _model(raw: str) -> str:
+    value = raw.strip()
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$", value):
+        raise _Invalid
+    return value
+
+
 # --- the variables ------------------------------------------------------------------------
 
 _PROVIDER_DEFAULT: Final = {"development": "local"}
@@ -346,6 +368,150 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "main",
     ),
     Variable(
+        "WAKE_NAME",
+        "a name of 2 to 32 letters, digits, spaces or '-'",
+        "What users call the bot; given to speech recognition as vocabulary.",
+        _wake_name,
+        "OpenClaw",
+    ),
+    Variable(
+        "STT_LANGUAGE",
+        "an ISO 639-1 language code such as en",
+        "Language hint for speech recognition.",
+        _language,
+        "en",
+    ),
+    Variable(
+        "OPENAI_STT_MODEL",
+        "a model name",
+        "OpenAI transcription model.",
+        _model,
+        "gpt-4o-mini-transcribe",
+    ),
+    Variable("OPENAI_TTS_MODEL", "a model name", "OpenAI speech model.", _model, "gpt-4o-mini-tts"),
+    Variable("OPENAI_TTS_VOICE", "a voice name", "OpenAI speech voice.", _model, "alloy"),
+    Variable(
+        "AGENT_MODEL",
+        "a model name",
+        "Model of the openai agent provider (any OpenAI-compatible server).",
+        _model,
+        "gpt-4o-mini",
+    ),
+    Variable(
+        "ELEVENLABS_VOICE_ID",
+        "an ElevenLabs voice id",
+        "ElevenLabs voice.",
+        _model,
+        "21m00Tcm4TlvDq8ikWAM",
+    ),
+    Variable(
+        "ELEVENLABS_TTS_MODEL",
+        "a model name",
+        "ElevenLabs speech model.",
+        _model,
+        "eleven_flash_v2_5",
+    ),
+    Variable(
+        "ELEVENLABS_STT_MODEL",
+        "a model name",
+        "ElevenLabs speech-to-text model.",
+        _model,
+        "scribe_v1",
+    ),
+    Variable(
+        "ELEVENLABS_STABILITY",
+        "a number from 0 to 1",
+        "ElevenLabs voice stability.",
+        _number(0.0, 1.0),
+        "0.5",
+    ),
+    Variable(
+        "ELEVENLABS_SIMILARITY_BOOST",
+        "a number from 0 to 1",
+        "ElevenLabs voice similarity boost.",
+        _number(0.0, 1.0),
+        "0.75",
+    ),
+    Variable(
+        "GOOGLE_SPEECH_BASE_URL",
+        "an http(s) URL",
+        "Google Cloud Speech-to-Text base URL; override only for a test server.",
+        _url("http", "https"),
+        "https://speech.googleapis.com",
+    ),
+    Variable(
+        "GOOGLE_TTS_BASE_URL",
+        "an http(s) URL",
+        "Google Cloud Text-to-Speech base URL; override only for a test server.",
+        _url("http", "https"),
+        "https://texttospeech.googleapis.com",
+    ),
+    Variable(
+        "GOOGLE_TTS_VOICE", "a voice name", "Google Cloud TTS voice.", _model, "en-US-Neural2-F"
+    ),
+    Variable(
+        "AZURE_STT_BASE_URL",
+        "an http(s) URL",
+        "Azure speech recognition base URL; default derived from AZURE_SPEECH_REGION.",
+        _url("http", "https"),
+    ),
+    Variable(
+        "AZURE_TTS_BASE_URL",
+        "an http(s) URL",
+        "Azure speech synthesis base URL; default derived from AZURE_SPEECH_REGION.",
+        _url("http", "https"),
+    ),
+    Variable("AZURE_TTS_VOICE", "a voice name", "Azure TTS voice.", _model, "en-US-JennyNeural"),
+    Variable(
+        "LOCAL_STT_ENGINE",
+        "one of whisper, pocketsphinx",
+        "Offline recogniser: Whisper tiny.en (accurate) or pocketsphinx (light).",
+        _choice(("whisper", "pocketsphinx")),
+        "whisper",
+    ),
+    Variable(
+        "LOCAL_TTS_ENGINE",
+        "one of neural, espeak",
+        "Offline voice: the packaged neural voice, or espeak-ng (always available).",
+        _choice(("neural", "espeak")),
+        "neural",
+    ),
+    Variable(
+        "STT_TIMEOUT_SECONDS",
+        "seconds, a number above 0 and at most 120",
+        "Time allowed for one transcription attempt.",
+        _number(0.0, 120.0, low_inclusive=False),
+        "10",
+    ),
+    Variable(
+        "TTS_FIRST_BYTE_TIMEOUT_SECONDS",
+        "seconds, a number above 0 and at most 60",
+        "Time allowed until a speech stream's first audio.",
+        _number(0.0, 60.0, low_inclusive=False),
+        "5",
+    ),
+    Variable(
+        "AGENT_FIRST_TOKEN_TIMEOUT_SECONDS",
+        "seconds, a number above 0 and at most 120",
+        "Time allowed until the agent's first token.",
+        _number(0.0, 120.0, low_inclusive=False),
+        "8",
+    ),
+    Variable(
+        "PROVIDER_ATTEMPTS",
+        "a whole number from 1 to 5",
+        "Attempts per provider (retries with backoff) before falling back to the next.",
+        _integer(1, 5),
+        "2",
+    ),
+    Variable(
+        "PROVIDER_COOLDOWN_SECONDS",
+        "seconds, a whole number from 0 to 3600",
+        "How long a provider that failed non-retryably (bad key) is skipped.",
+        _integer(0, 3600),
+        "60",
+    ),
+    Variable(
         "LOG_LEVEL",
         f"one of {', '.join(LOG_LEVELS)}",
         "Log level. Defaults: debug (development), info (staging), warning (production).",
@@ -427,6 +593,36 @@ SECRET_VARIABLES: Final = tuple(v.name for v in VARIABLES if v.secret)
 
 
 @dataclass(frozen=True)
+class SpeechSettings:
+    """Provider knobs: models, voices, endpoints and time budgets of STT, TTS and agent."""
+
+    wake_name: str
+    stt_language: str
+    openai_stt_model: str
+    openai_tts_model: str
+    openai_tts_voice: str
+    agent_model: str
+    elevenlabs_voice_id: str
+    elevenlabs_tts_model: str
+    elevenlabs_stt_model: str
+    elevenlabs_stability: float
+    elevenlabs_similarity_boost: float
+    google_speech_base_url: str
+    google_tts_base_url: str
+    google_tts_voice: str
+    azure_stt_base_url: str | None
+    azure_tts_base_url: str | None
+    azure_tts_voice: str
+    local_stt_engine: str
+    local_tts_engine: str
+    stt_timeout_seconds: float
+    tts_first_byte_timeout_seconds: float
+    agent_first_token_timeout_seconds: float
+    provider_attempts: int
+    provider_cooldown_seconds: int
+
+
+@dataclass(frozen=True)
 class Settings:
     """The validated configuration; built by :func:`load_settings`, never from globals."""
 
@@ -455,6 +651,7 @@ class Settings:
     state_dir: Path
     rate_limit_user_per_minute: int
     rate_limit_guild_per_minute: int
+    speech: SpeechSettings
     config_file: Path | None = None
 
     def secret_values(self) -> list[str]:
@@ -594,6 +791,11 @@ def _requirements(
     return problems
 
 
+def _fields_of(group: type, values: Mapping[str, object]) -> dict[str, Any]:
+    """A settings group's fields by name: each is the lower-case name of its variable."""
+    return {field.name: values[field.name.upper()] for field in dataclasses.fields(group)}
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None,
     config_file: Path | None = None,
@@ -668,5 +870,6 @@ def load_settings(
         state_dir=cast("Path", get("STATE_DIR")),
         rate_limit_user_per_minute=cast("int", get("RATE_LIMIT_USER_PER_MINUTE")),
         rate_limit_guild_per_minute=cast("int", get("RATE_LIMIT_GUILD_PER_MINUTE")),
+        speech=SpeechSettings(**_fields_of(SpeechSettings, values)),
         config_file=config_file,
     )

@@ -39,6 +39,13 @@ def test_development_defaults_need_only_the_token() -> None:
     assert settings.sentry_dsn is None
     assert settings.discord_endpoints.is_default
     assert settings.openclaw_agent_id == "main"
+    assert settings.speech.wake_name == "OpenClaw"
+    assert settings.speech.elevenlabs_stability == 0.5
+    assert settings.speech.elevenlabs_similarity_boost == 0.75
+    assert settings.speech.stt_timeout_seconds == 10
+    assert settings.speech.tts_first_byte_timeout_seconds == 5
+    assert settings.speech.agent_first_token_timeout_seconds == 8
+    assert settings.speech.azure_stt_base_url is None
 
 
 def test_no_environment_reports_the_missing_token_only() -> None:
@@ -123,6 +130,30 @@ MALFORMED = [
     ("GOOGLE_API_KEY", "", "an API key"),
     ("AZURE_SPEECH_KEY", "", "an API key"),
     ("OPENCLAW_GATEWAY_TOKEN", "", "the gateway's bearer token"),
+    ("WAKE_NAME", "x", "a name of 2 to 32"),
+    ("STT_LANGUAGE", "english", "ISO 639-1"),
+    ("OPENAI_STT_MODEL", "bad model", "a model name"),
+    ("OPENAI_TTS_MODEL", "", "a model name"),
+    ("OPENAI_TTS_VOICE", "a b", "a voice name"),
+    ("AGENT_MODEL", "?", "a model name"),
+    ("ELEVENLABS_VOICE_ID", "id with space", "an ElevenLabs voice id"),
+    ("ELEVENLABS_TTS_MODEL", " ", "a model name"),
+    ("ELEVENLABS_STT_MODEL", "x y", "a model name"),
+    ("ELEVENLABS_STABILITY", "2", "a number from 0 to 1"),
+    ("ELEVENLABS_SIMILARITY_BOOST", "-0.1", "a number from 0 to 1"),
+    ("GOOGLE_SPEECH_BASE_URL", "speech", "an http(s) URL"),
+    ("GOOGLE_TTS_BASE_URL", "ws://x", "an http(s) URL"),
+    ("GOOGLE_TTS_VOICE", "", "a voice name"),
+    ("AZURE_STT_BASE_URL", "region", "an http(s) URL"),
+    ("AZURE_TTS_BASE_URL", "", "an http(s) URL"),
+    ("AZURE_TTS_VOICE", "a voice", "a voice name"),
+    ("LOCAL_STT_ENGINE", "vosk", "one of whisper, pocketsphinx"),
+    ("LOCAL_TTS_ENGINE", "piper", "one of neural, espeak"),
+    ("STT_TIMEOUT_SECONDS", "0", "at most 120"),
+    ("TTS_FIRST_BYTE_TIMEOUT_SECONDS", "61", "at most 60"),
+    ("AGENT_FIRST_TOKEN_TIMEOUT_SECONDS", "-1", "at most 120"),
+    ("PROVIDER_ATTEMPTS", "0", "from 1 to 5"),
+    ("PROVIDER_COOLDOWN_SECONDS", "1.5", "from 0 to 3600"),
 ]
 
 
