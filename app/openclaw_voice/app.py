@@ -90,7 +90,11 @@ class Application:
             log.error("DISCORD_TOKEN is not set")
             return EXIT_CONFIG
         apply_endpoints(self.settings.discord_endpoints)
-        bot = VoiceBot(self.status, connector=make_connector(self.settings.discord_endpoints))
+        bot = VoiceBot(
+            self.status,
+            connector=make_connector(self.settings.discord_endpoints),
+            metrics=self.metrics,
+        )
         bot_task = asyncio.create_task(bot.start(token.reveal()), name="discord-client")
         stop_task = asyncio.create_task(self.stop_requested.wait(), name="stop-requested")
         try:

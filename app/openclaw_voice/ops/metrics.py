@@ -64,6 +64,7 @@ PIPELINE_PHASES: tuple[str, ...] = (
     "playing",
 )
 AUDIO_DIRECTIONS: tuple[str, ...] = ("inbound", "outbound")
+TURN_STATUSES: tuple[str, ...] = ("completed", "error", "interrupted")
 
 REQUIRED_METRIC_NAMES: tuple[str, ...] = (
     "discord_voice_connect_total",
@@ -89,6 +90,18 @@ REQUIRED_METRIC_NAMES: tuple[str, ...] = (
     "pipeline_end_of_utterance_delay_seconds",
     "pipeline_time_to_first_audio_seconds",
     "pipeline_turn_latency_seconds",
+    "stt_confidence_score",
+    "stt_error_total",
+    "tts_bytes_generated_total",
+    "tts_time_to_first_byte_seconds",
+    "tts_error_total",
+    "agent_time_to_first_token_seconds",
+    "agent_request_total",
+    "agent_error_total",
+    "guild_usage_total",
+    "pipeline_turns_total",
+    "discord_gateway_connected",
+    "store_errors_total",
     "system_cpu_usage_ratio",
     "system_memory_usage_bytes",
     "system_event_loop_lag_seconds",
@@ -360,6 +373,83 @@ class Metrics:
             registry=registry,
         )
 
+        self.stt_confidence_score = Histogram(
+            "stt_confidence_score",
+            "Confidence the recogniser reported for a transcript (0-1).",
+            ["provider"],
+            buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0),
+            registry=registry,
+        )
+        self.stt_error_total = Counter(
+            "stt_error_total",
+            "Speech-to-text failures by provider and error type.",
+            ["provider", "error_type"],
+            registry=registry,
+        )
+        self.tts_bytes_generated_total = Counter(
+            "tts_bytes_generated_total",
+            "PCM bytes produced by text-to-speech.",
+            ["provider"],
+            registry=registry,
+        )
+        self.tts_time_to_first_byte_seconds = Histogram(
+            "tts_time_to_first_byte_seconds",
+            "Time from a speech request to its first audio.",
+            ["provider"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.tts_error_total = Counter(
+            "tts_error_total",
+            "Text-to-speech failures by provider and error type.",
+            ["provider", "error_type"],
+            registry=registry,
+        )
+        self.agent_time_to_first_token_seconds = Histogram(
+            "agent_time_to_first_token_seconds",
+            "Time from a request to the agent's first token.",
+            ["provider"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.agent_request_total = Counter(
+            "agent_request_total",
+            "Agent requests.",
+            ["provider", "status"],
+            registry=registry,
+        )
+        self.agent_error_total = Counter(
+            "agent_error_total",
+            "Agent failures by provider and error type.",
+            ["provider", "error_type"],
+            registry=registry,
+        )
+        self.guild_usage_total = Counter(
+            "guild_usage_total",
+            "Billable usage per guild: stt_audio_seconds, tts_characters, llm_tokens.",
+            ["guild_id", "provider", "kind"],
+            registry=registry,
+        )
+        self.pipeline_turns_total = Counter(
+            "pipeline_turns_total",
+            "Conversation turns finished, by outcome (completed, error, interrupted).",
+            ["status"],
+            registry=registry,
+        )
+        self.discord_gateway_connected = Gauge(
+            "discord_gateway_connected",
+            "1 while this process holds a connected Discord gateway session.",
+            registry=registry,
+        )
+        self.store_errors_total = Counter(
+            "store_errors_total",
+            "State database errors by operation.",
+            ["operation"],
+            registry=registry,
+        )
+
+        for status in TURN_STATUSES:
+            self.pipeline_turns_total.labels(status=status)
         for phase in PIPELINE_PHASES:
             self.pipeline_request_duration_seconds.labels(phase=phase)
         for direction in AUDIO_DIRECTIONS:

@@ -1,0 +1,41 @@
+"""Turns provider attempts reported by fallback chains into Prometheus metrics."""
+
+from __future__ import annotations
+
+from openclaw_voice.errors import Stage
+from openclaw_voice.ops.metrics import Metrics
+from openclaw_voice.resilience import Attempt, Observer
+
+
+def provider_observer(metrics: Metrics) -> Observer:
+    """An observer for FallbackChain: one request count per attempt, errors by type.
+
+    For the streaming chains (TTS, agent) an attempt's duration is the time to the first
+    audio byte or token, which is what the latency of a voice turn depends on.
+    """
+
+    def observe(attempt: Attempt) -> None:
+        status = "ok" if attempt.error is None else "error"
+        provider = attempt.provider
+        if attempt.stage is Stage.STT:
+            metrics.stt_request_total.labels(provider=provider, status=status).inc()
+            metrics.stt_request_duration_seconds.labels(provider=provider).observe(attempt.seconds)
+            errors = metrics.stt_error_total
+        elif attempt.stage is Stage.TTS:
+            metrics.tts_request_total.labels(provider=provider, status=status).inc()
+            if attempt.error is None:
+                metrics.tts_time_to_first_byte_seconds.labels(provider=provider).observe(
+                    attempt.seconds
+                )
+            errors = metrics.tts_error_total
+        else:
+            metrics.agent_request_total.labels(provider=provider, status=status).inc()
+            if attempt.error is None:
+                metrics.agent_time_to_first_token_seconds.labels(provider=provider).observe(
+                    attempt.seconds
+                )
+            errors = metrics.agent_error_total
+        if attempt.error is not None:
+            errors.labels(provider=provider, error_type=attempt.error.kind.name.lower()).inc()
+
+    return observe
