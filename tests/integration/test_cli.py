@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 from openclaw_voice import __version__
+from openclaw_voice.store.migrate import bundled_migrations
 from tests.cli import run_cli
 
 
@@ -81,7 +82,7 @@ def test_migrate_creates_private_database_and_is_idempotent(tmp_path: Path) -> N
     database = tmp_path / "s" / "state.sqlite3"
     assert stat.S_IMODE(database.stat().st_mode) == 0o600
     with sqlite3.connect(database) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        assert db.execute("PRAGMA user_version").fetchone() == (len(bundled_migrations()),)
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
     assert "guild_voice_state" in tables
     second = run_cli("migrate", env=env)

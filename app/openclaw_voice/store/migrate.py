@@ -64,35 +64,40 @@ async def current_version(db: aiosqlite.Connection) -> int:
     return int(row[0]) if row else 0
 
 
+async def apply_migrations(
+    db: aiosqlite.Connection, migrations: list[Migration] | None = None
+) -> list[str]:
+    """Apply the pending migrations on an open connection; return the names applied."""
+    pending = bundled_migrations() if migrations is None else migrations
+    version = await current_version(db)
+    latest = pending[-1].version if pending else 0
+    if version > latest:
+        raise MigrationError(
+            f"the state database is at schema version {version}, newer than this "
+            f"release's {latest}; run the newer release or restore a backup"
+        )
+    applied: list[str] = []
+    for migration in pending:
+        if migration.version <= version:
+            continue
+        # executescript commits whatever is open first, so the transaction is part of
+        # the script: a failing statement leaves it open for the rollback.
+        script = f"BEGIN;\n{migration.sql}\nPRAGMA user_version = {migration.version:d};\nCOMMIT;"
+        try:
+            await db.executescript(script)
+        except aiosqlite.Error as error:
+            await db.rollback()
+            raise MigrationError(f"{migration.name} failed: {error}") from None
+        applied.append(migration.name)
+        log.info("migration applied", context={"migration": migration.name})
+    return applied
+
+
 async def migrate(state_dir: Path, migrations: list[Migration] | None = None) -> list[str]:
     """Bring the database in ``state_dir`` up to date; return the names applied."""
-    pending = bundled_migrations() if migrations is None else migrations
     path = prepare_database_file(state_dir)
-    applied: list[str] = []
     try:
         async with aiosqlite.connect(path) as db:
-            version = await current_version(db)
-            latest = pending[-1].version if pending else 0
-            if version > latest:
-                raise MigrationError(
-                    f"{path} is at schema version {version}, newer than this release's {latest}"
-                )
-            for migration in pending:
-                if migration.version <= version:
-                    continue
-                # executescript commits whatever is open first, so the transaction is part
-                # of the script: a failing statement leaves it open for the rollback.
-                script = (
-                    f"BEGIN;\n{migration.sql}\nPRAGMA user_version = {migration.version:d};\n"
-                    "COMMIT;"
-                )
-                try:
-                    await db.executescript(script)
-                except aiosqlite.Error as error:
-                    await db.rollback()
-                    raise MigrationError(f"{migration.name} failed: {error}") from None
-                applied.append(migration.name)
-                log.info("migration applied", context={"migration": migration.name})
+            return await apply_migrations(db, migrations)
     except aiosqlite.Error as error:
         raise MigrationError(f"{path}: {error}") from None
-    return applied
