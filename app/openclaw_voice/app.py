@@ -15,10 +15,14 @@ import structlog
 from openclaw_voice import __version__
 from openclaw_voice.config import Settings
 from openclaw_voice.discord.client import VoiceBot
+from openclaw_voice.discord.commands import VoiceCommands
 from openclaw_voice.discord.endpoints import apply_endpoints, make_connector
+from openclaw_voice.discord.ratelimit import CommandLimits
+from openclaw_voice.discord.sessions import SessionPolicy, VoiceSessionManager
 from openclaw_voice.ops.metrics import Metrics
 from openclaw_voice.ops.server import OpsServer
 from openclaw_voice.ops.status import AppStatus, LoopMonitor
+from openclaw_voice.store.state import StateStore, StoreError
 
 log = structlog.get_logger(__name__)
 
@@ -89,13 +93,52 @@ class Application:
         if token is None:  # load_settings requires it unless offline
             log.error("DISCORD_TOKEN is not set")
             return EXIT_CONFIG
-        apply_endpoints(self.settings.discord_endpoints)
+        try:
+            store = await StateStore.open(self.settings.state_dir, metrics=self.metrics)
+        except StoreError as error:
+            log.error("cannot use the state database", error=str(error))
+            return EXIT_FAILURE
+        try:
+            return await self._run_client(token.reveal(), store)
+        finally:
+            await store.close()
+
+    def _build_bot(self, store: StateStore) -> VoiceBot:
+        settings = self.settings
+        apply_endpoints(settings.discord_endpoints)
         bot = VoiceBot(
             self.status,
-            connector=make_connector(self.settings.discord_endpoints),
+            connector=make_connector(settings.discord_endpoints),
             metrics=self.metrics,
+            command_guild_id=settings.discord_guild_id,
         )
-        bot_task = asyncio.create_task(bot.start(token.reveal()), name="discord-client")
+        sessions = VoiceSessionManager(
+            bot,
+            store,
+            status=self.status,
+            metrics=self.metrics,
+            policy=SessionPolicy(
+                connect_timeout=settings.sessions.voice_connect_timeout_seconds,
+                empty_channel_grace=settings.sessions.empty_channel_grace_seconds,
+                idle_timeout=settings.sessions.idle_timeout_seconds,
+                max_sessions=settings.sessions.max_sessions,
+            ),
+        )
+        commands = VoiceCommands(
+            sessions=sessions,
+            store=store,
+            limits=CommandLimits(
+                settings.rate_limit_user_per_minute, settings.rate_limit_guild_per_minute
+            ),
+            metrics=self.metrics,
+            default_wake_name=settings.speech.wake_name,
+        )
+        bot.attach(sessions, commands)
+        return bot
+
+    async def _run_client(self, token: str, store: StateStore) -> int:
+        bot = self._build_bot(store)
+        bot_task = asyncio.create_task(bot.start(token), name="discord-client")
         stop_task = asyncio.create_task(self.stop_requested.wait(), name="stop-requested")
         try:
             await asyncio.wait({bot_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)

@@ -225,6 +225,16 @@ def _model(raw: str) -> str:
     return value
 
 
+def _shard_ids(raw: str) -> tuple[int, ...]:
+    try:
+        ids = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise _Invalid from None
+    if not ids or any(shard < 0 for shard in ids) or len(set(ids)) != len(ids):
+        raise _Invalid
+    return ids
+
+
 # --- the variables ------------------------------------------------------------------------
 
 _PROVIDER_DEFAULT: Final = {"development": "local"}
@@ -512,6 +522,46 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "60",
     ),
     Variable(
+        "VOICE_CONNECT_TIMEOUT_SECONDS",
+        "seconds, a number above 0 and at most 120",
+        "Time allowed for one attempt to join a voice channel (3 attempts).",
+        _number(0.0, 120.0, low_inclusive=False),
+        "15",
+    ),
+    Variable(
+        "EMPTY_CHANNEL_GRACE_SECONDS",
+        "seconds, a number from 0 to 3600",
+        "How long the bot stays once no human is left in its channel.",
+        _number(0.0, 3600.0),
+        "30",
+    ),
+    Variable(
+        "IDLE_TIMEOUT_SECONDS",
+        "seconds, a number above 0 and at most 86400",
+        "Leave a channel after this long without speech.",
+        _number(0.0, 86400.0, low_inclusive=False),
+        "300",
+    ),
+    Variable(
+        "MAX_SESSIONS",
+        "a whole number from 1 to 10000",
+        "Voice channels one process serves at once.",
+        _integer(1, 10000),
+        "50",
+    ),
+    Variable(
+        "SHARD_COUNT",
+        "a whole number from 1 to 10000",
+        "Total Discord shards across all hosts; unset runs one unsharded client.",
+        _integer(1, 10000),
+    ),
+    Variable(
+        "SHARD_IDS",
+        "comma-separated shard numbers below SHARD_COUNT",
+        "The shards this host runs (with SHARD_COUNT).",
+        _shard_ids,
+    ),
+    Variable(
         "LOG_LEVEL",
         f"one of {', '.join(LOG_LEVELS)}",
         "Log level. Defaults: debug (development), info (staging), warning (production).",
@@ -623,6 +673,18 @@ class SpeechSettings:
 
 
 @dataclass(frozen=True)
+class SessionSettings:
+    """Voice session lifecycle and sharding."""
+
+    voice_connect_timeout_seconds: float
+    empty_channel_grace_seconds: float
+    idle_timeout_seconds: float
+    max_sessions: int
+    shard_count: int | None
+    shard_ids: tuple[int, ...] | None
+
+
+@dataclass(frozen=True)
 class Settings:
     """The validated configuration; built by :func:`load_settings`, never from globals."""
 
@@ -652,6 +714,7 @@ class Settings:
     rate_limit_user_per_minute: int
     rate_limit_guild_per_minute: int
     speech: SpeechSettings
+    sessions: SessionSettings
     config_file: Path | None = None
 
     def secret_values(self) -> list[str]:
@@ -779,6 +842,7 @@ def _requirements(
                 )
             if provider == "azure":
                 missing("AZURE_SPEECH_REGION", f"{kind}_PROVIDER uses azure")
+    problems.extend(_shard_problems(values))
     agents = cast("tuple[str, ...] | None", values.get("AGENT_PROVIDER"))
     if agents is None:
         missing("AGENT_PROVIDER", f"required in {environment}")
@@ -794,6 +858,24 @@ def _requirements(
 def _fields_of(group: type, values: Mapping[str, object]) -> dict[str, Any]:
     """A settings group's fields by name: each is the lower-case name of its variable."""
     return {field.name: values[field.name.upper()] for field in dataclasses.fields(group)}
+
+
+def _shard_problems(values: Mapping[str, object]) -> list[str]:
+    shard_count = cast("int | None", values.get("SHARD_COUNT"))
+    shard_ids = cast("tuple[int, ...] | None", values.get("SHARD_IDS"))
+    if shard_ids is None:
+        return []
+    if shard_count is None:
+        return [
+            f"SHARD_COUNT: expected {VARIABLES_BY_NAME['SHARD_COUNT'].expected} "
+            "(SHARD_IDS is set), found nothing (not set)"
+        ]
+    if max(shard_ids) >= shard_count:
+        return [
+            f"SHARD_IDS: expected shard numbers below SHARD_COUNT ({shard_count}), "
+            f"found {','.join(map(str, shard_ids))}"
+        ]
+    return []
 
 
 def load_settings(
@@ -871,5 +953,6 @@ def load_settings(
         rate_limit_user_per_minute=cast("int", get("RATE_LIMIT_USER_PER_MINUTE")),
         rate_limit_guild_per_minute=cast("int", get("RATE_LIMIT_GUILD_PER_MINUTE")),
         speech=SpeechSettings(**_fields_of(SpeechSettings, values)),
+        sessions=SessionSettings(**_fields_of(SessionSettings, values)),
         config_file=config_file,
     )

@@ -154,6 +154,12 @@ MALFORMED = [
     ("AGENT_FIRST_TOKEN_TIMEOUT_SECONDS", "-1", "at most 120"),
     ("PROVIDER_ATTEMPTS", "0", "from 1 to 5"),
     ("PROVIDER_COOLDOWN_SECONDS", "1.5", "from 0 to 3600"),
+    ("VOICE_CONNECT_TIMEOUT_SECONDS", "0", "above 0"),
+    ("EMPTY_CHANNEL_GRACE_SECONDS", "-5", "from 0 to 3600"),
+    ("IDLE_TIMEOUT_SECONDS", "forever", "above 0"),
+    ("MAX_SESSIONS", "0", "from 1 to 10000"),
+    ("SHARD_COUNT", "0", "from 1 to 10000"),
+    ("SHARD_IDS", "1,1", "comma-separated shard numbers"),
 ]
 
 
@@ -228,6 +234,15 @@ def test_first_provider_uses_chain_key_others_their_own() -> None:
     assert second is not None
     assert second.reveal() == "eleven-key-0123456789"
     assert settings.key_for("tts", "local") is None
+
+
+def test_shards() -> None:
+    settings = load_settings({**BASE, "SHARD_COUNT": "4", "SHARD_IDS": "2,3"})
+    assert settings.sessions.shard_ids == (2, 3)
+    assert settings.sessions.shard_count == 4
+    assert any("SHARD_COUNT" in p for p in problems_for({**BASE, "SHARD_IDS": "0"}))
+    problems = problems_for({**BASE, "SHARD_COUNT": "2", "SHARD_IDS": "0,2"})
+    assert problems == ["SHARD_IDS: expected shard numbers below SHARD_COUNT (2), found 0,2"]
 
 
 def test_openclaw_agent_settings() -> None:

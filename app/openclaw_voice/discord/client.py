@@ -1,11 +1,13 @@
-"""The bot's gateway client: logs in, keeps the connection state the ops server reports."""
+"""The bot's gateway client: logs in, serves the slash commands, routes voice events."""
 
 from __future__ import annotations
 
 import aiohttp
 import discord
 import structlog
+from discord import app_commands
 
+from openclaw_voice.discord.sessions import VoiceSessionManager
 from openclaw_voice.ops.metrics import Metrics
 from openclaw_voice.ops.status import AppStatus
 
@@ -29,10 +31,31 @@ class VoiceBot(discord.Client):
         *,
         connector: aiohttp.BaseConnector | None,
         metrics: Metrics | None = None,
+        command_guild_id: int | None = None,
     ) -> None:
         super().__init__(intents=bot_intents(), connector=connector)
         self._status = status
         self._metrics = metrics
+        self._command_guild = discord.Object(command_guild_id) if command_guild_id else None
+        self.tree = app_commands.CommandTree(self)
+        self.tree.on_error = self._on_command_error  # type: ignore[method-assign]
+        self.sessions: VoiceSessionManager | None = None
+        self._restored = False
+
+    def attach(self, sessions: VoiceSessionManager, commands: app_commands.Group) -> None:
+        """Plug in the session manager and the ``/voice`` commands (before ``start``)."""
+        self.sessions = sessions
+        self.tree.add_command(commands, guild=self._command_guild)
+
+    async def setup_hook(self) -> None:
+        synced = await self.tree.sync(guild=self._command_guild)
+        log.info(
+            "slash commands synced",
+            context={
+                "commands": [command.name for command in synced],
+                "scope": str(self._command_guild.id) if self._command_guild else "global",
+            },
+        )
 
     def _set_connected(self, connected: bool) -> None:
         self._status.discord_connected = connected
@@ -50,6 +73,12 @@ class VoiceBot(discord.Client):
             "connected to Discord",
             context={"bot_user_id": user.id if user else None, "guilds": len(self.guilds)},
         )
+        if self.sessions is not None and not self._restored:
+            self._restored = True
+            rejoined = await self.sessions.restore()
+            self.sessions.start_idle_watch()
+            if rejoined:
+                log.info("rejoined voice channels", context={"guilds": [str(g) for g in rejoined]})
 
     async def on_resumed(self) -> None:
         self._set_connected(True)
@@ -67,3 +96,39 @@ class VoiceBot(discord.Client):
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         self._sync_guilds()
         log.info("removed from guild", guildId=str(guild.id))
+        if self.sessions is not None:
+            await self.sessions.on_guild_remove(guild)
+
+    async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
+        if self.sessions is not None:
+            await self.sessions.on_guild_channel_delete(channel)
+
+    async def on_voice_state_update(
+        self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState
+    ) -> None:
+        if self.sessions is not None:
+            await self.sessions.on_voice_state_update(member, before, after)
+
+    async def _on_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        command = interaction.command.name if interaction.command else "unknown"
+        log.error(
+            "slash command failed",
+            exc_info=error,
+            guildId=str(interaction.guild_id) if interaction.guild_id else None,
+            userId=str(interaction.user.id),
+            context={"command": command},
+        )
+        if self._metrics is not None:
+            self._metrics.discord_command_total.labels(command=command, status="error").inc()
+        text = "Sorry, something went wrong with that command."
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True)
+        else:
+            await interaction.response.send_message(text, ephemeral=True)
+
+    async def close(self) -> None:
+        if self.sessions is not None:
+            await self.sessions.shutdown()
+        await super().close()

@@ -101,6 +101,7 @@ REQUIRED_METRIC_NAMES: tuple[str, ...] = (
     "guild_usage_total",
     "pipeline_turns_total",
     "discord_gateway_connected",
+    "discord_voice_disconnect_total",
     "store_errors_total",
     "system_cpu_usage_ratio",
     "system_memory_usage_bytes",
@@ -439,6 +440,12 @@ class Metrics:
         self.discord_gateway_connected = Gauge(
             "discord_gateway_connected",
             "1 while this process holds a connected Discord gateway session.",
+            registry=registry,
+        )
+        self.discord_voice_disconnect_total = Counter(
+            "discord_voice_disconnect_total",
+            "Voice sessions ended, by reason (stop, alone, idle, disconnected, shutdown, ...).",
+            ["reason"],
             registry=registry,
         )
         self.store_errors_total = Counter(

@@ -1,0 +1,350 @@
+"""Voice session lifecycle: join, persist, rejoin after restarts, leave when alone or idle.
+
+One :class:`VoiceSession` per guild. The desired presence (guild → channel) lives in the
+state store, so a restarted or newly promoted process rejoins exactly the channels it
+should; a moderator's kick or ``/voice stop`` forgets it, a shutdown keeps it. What happens
+inside a session (listening, answering) belongs to the pipeline, which observes sessions
+through :class:`SessionObserver`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import discord
+import structlog
+
+from openclaw_voice.discord.voice_client import ListeningVoiceClient
+from openclaw_voice.ops.metrics import Metrics
+from openclaw_voice.ops.status import AppStatus
+from openclaw_voice.store.state import StateStore, StoreError
+
+log = structlog.get_logger(__name__)
+
+
+class VoiceConnectError(Exception):
+    """Joining a voice channel failed after every attempt; the message is for users."""
+
+
+@dataclass
+class VoiceSession:
+    guild_id: int
+    channel_id: int
+    voice: ListeningVoiceClient
+    started_by: int | None
+    text_channel_id: int | None
+    started_at: float = field(default_factory=time.monotonic)
+    last_activity: float = field(default_factory=time.monotonic)
+
+    def touch(self) -> None:
+        """Someone spoke or was answered: the idle timer starts again."""
+        self.last_activity = time.monotonic()
+
+
+class SessionObserver(Protocol):
+    """The pipeline's view of sessions: attach on start, say goodbye before leaving."""
+
+    async def session_started(self, session: VoiceSession) -> None: ...
+
+    async def session_ending(self, session: VoiceSession, reason: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    connect_timeout: float = 15.0
+    connect_attempts: int = 3
+    empty_channel_grace: float = 30.0
+    idle_timeout: float = 300.0
+    max_sessions: int = 50
+    goodbye_timeout: float = 10.0
+
+
+def humans_in(channel: discord.abc.GuildChannel, bot_id: int) -> int:
+    """People (not bots, not us) currently in a voice channel."""
+    if not isinstance(channel, discord.VoiceChannel | discord.StageChannel):
+        return 0
+    count = 0
+    for user_id in channel.voice_states:
+        if user_id == bot_id:
+            continue
+        member = channel.guild.get_member(user_id)
+        if member is None or not member.bot:
+            count += 1
+    return count
+
+
+class VoiceSessionManager:
+    """Owns every voice session of this process."""
+
+    def __init__(
+        self,
+        client: discord.Client,
+        store: StateStore,
+        *,
+        status: AppStatus,
+        metrics: Metrics | None = None,
+        policy: SessionPolicy | None = None,
+        observer: SessionObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._store = store
+        self._status = status
+        self._metrics = metrics
+        self.policy = policy or SessionPolicy()
+        self.observer = observer
+        self._clock = clock
+        self.sessions: dict[int, VoiceSession] = {}
+        self._leaving: set[int] = set()
+        self._empty_timers: dict[int, asyncio.TimerHandle] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._idle_task: asyncio.Task[None] | None = None
+
+    def _lock(self, guild_id: int) -> asyncio.Lock:
+        return self._locks.setdefault(guild_id, asyncio.Lock())
+
+    def _count(self) -> None:
+        self._status.active_sessions = len(self.sessions)
+        if self._metrics is not None:
+            self._metrics.pipeline_active_sessions.set(len(self.sessions))
+
+    # --- joining ------------------------------------------------------------------------
+
+    async def start(
+        self,
+        channel: discord.VoiceChannel | discord.StageChannel,
+        *,
+        started_by: int | None,
+        text_channel_id: int | None,
+    ) -> VoiceSession:
+        guild_id = channel.guild.id
+        async with self._lock(guild_id):
+            session = self.sessions.get(guild_id)
+            if session is not None and session.voice.is_connected():
+                if session.channel_id != channel.id:
+                    await session.voice.move_to(channel)
+                    session.channel_id = channel.id
+                session.started_by, session.text_channel_id = started_by, text_channel_id
+            else:
+                if len(self.sessions) >= self.policy.max_sessions:
+                    raise VoiceConnectError("I'm in too many voice channels right now; try later.")
+                session = VoiceSession(
+                    guild_id, channel.id, await self._connect(channel), started_by, text_channel_id
+                )
+                self.sessions[guild_id] = session
+                self._count()
+            await self._remember(session)
+        log.info(
+            "voice session started",
+            guildId=str(guild_id),
+            context={"channel_id": str(channel.id)},
+        )
+        if self.observer is not None:
+            await self.observer.session_started(session)
+        self._check_empty(channel)
+        return session
+
+    async def _connect(
+        self, channel: discord.VoiceChannel | discord.StageChannel
+    ) -> ListeningVoiceClient:
+        last_error = "unknown error"
+        for attempt in range(1, self.policy.connect_attempts + 1):
+            try:
+                voice = await channel.connect(
+                    cls=ListeningVoiceClient,
+                    timeout=self.policy.connect_timeout,
+                    reconnect=True,
+                    self_deaf=False,
+                )
+            except (TimeoutError, discord.ClientException, discord.ConnectionClosed) as error:
+                last_error = f"{type(error).__name__}: {error}"
+                self._connect_metric("failure")
+                log.warning(
+                    "voice connect attempt failed",
+                    guildId=str(channel.guild.id),
+                    error=last_error,
+                    context={"attempt": attempt},
+                )
+                stale = channel.guild.voice_client
+                if stale is not None:
+                    with contextlib.suppress(Exception):
+                        await stale.disconnect(force=True)
+                if attempt < self.policy.connect_attempts:
+                    await asyncio.sleep(0.5 * 2 ** (attempt - 1))  # backoff between attempts
+                continue
+            self._connect_metric("success")
+            return voice
+        raise VoiceConnectError(
+            f"I couldn't join {channel.mention} after {self.policy.connect_attempts} tries "
+            f"({last_error})."
+        )
+
+    def _connect_metric(self, status: str) -> None:
+        if self._metrics is not None:
+            self._metrics.discord_voice_connect_total.labels(status=status).inc()
+
+    async def _remember(self, session: VoiceSession) -> None:
+        # A store error is logged and counted by the store; the session itself still works.
+        with contextlib.suppress(StoreError):
+            await self._store.set_presence(
+                session.guild_id,
+                session.channel_id,
+                started_by=session.started_by,
+                text_channel_id=session.text_channel_id,
+            )
+
+    async def restore(self) -> list[int]:
+        """Rejoin the channels recorded in the state store (those of guilds we serve)."""
+        rejoined: list[int] = []
+        try:
+            wanted = await self._store.desired_presence()
+        except StoreError:
+            return rejoined
+        for presence in wanted:
+            guild = self._client.get_guild(presence.guild_id)
+            if guild is None:
+                continue  # another shard's guild, or we were removed from it
+            channel = guild.get_channel(presence.channel_id)
+            if not isinstance(channel, discord.VoiceChannel | discord.StageChannel):
+                await self._forget(presence.guild_id)
+                continue
+            try:
+                await self.start(
+                    channel,
+                    started_by=presence.started_by,
+                    text_channel_id=presence.text_channel_id,
+                )
+            except VoiceConnectError as error:
+                log.error(
+                    "could not rejoin a voice channel", guildId=str(guild.id), error=str(error)
+                )
+                continue
+            rejoined.append(guild.id)
+        return rejoined
+
+    # --- leaving ------------------------------------------------------------------------
+
+    async def stop(self, guild_id: int, *, reason: str, forget: bool = True) -> bool:
+        """Leave a guild's voice channel; ``forget`` also drops the desired presence."""
+        async with self._lock(guild_id):
+            session = self.sessions.get(guild_id)
+            timer = self._empty_timers.pop(guild_id, None)
+            if timer is not None:
+                timer.cancel()
+            if session is None:
+                if forget:
+                    await self._forget(guild_id)
+                return False
+            self._leaving.add(guild_id)
+            try:
+                if self.observer is not None:
+                    try:
+                        async with asyncio.timeout(self.policy.goodbye_timeout):
+                            await self.observer.session_ending(session, reason)
+                    except TimeoutError:
+                        log.warning("goodbye took too long", guildId=str(guild_id))
+                if session.voice.is_connected():
+                    await session.voice.disconnect(force=False)
+                if self._metrics is not None:
+                    self._metrics.discord_voice_disconnect_total.labels(reason=reason).inc()
+            finally:
+                self.sessions.pop(guild_id, None)
+                self._leaving.discard(guild_id)
+                self._count()
+            if forget:
+                await self._forget(guild_id)
+        log.info("voice session ended", guildId=str(guild_id), context={"reason": reason})
+        return True
+
+    async def _forget(self, guild_id: int) -> None:
+        with contextlib.suppress(StoreError):
+            await self._store.clear_presence(guild_id)
+
+    async def shutdown(self) -> None:
+        """Leave every channel but keep the desired presence, for the next process."""
+        for guild_id in list(self.sessions):
+            await self.stop(guild_id, reason="shutdown", forget=False)
+        if self._idle_task is not None:
+            self._idle_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._idle_task
+
+    # --- events -------------------------------------------------------------------------
+
+    async def on_voice_state_update(
+        self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState
+    ) -> None:
+        guild_id = member.guild.id
+        session = self.sessions.get(guild_id)
+        if session is None:
+            return
+        me = self._client.user
+        if me is not None and member.id == me.id:
+            if after.channel is None and guild_id not in self._leaving:
+                # Kicked or disconnected by a moderator: honour it, don't come back.
+                await self.stop(guild_id, reason="disconnected", forget=True)
+            elif after.channel is not None and after.channel.id != session.channel_id:
+                session.channel_id = after.channel.id  # moved by a moderator
+                await self._remember(session)
+                self._check_empty(after.channel)
+            return
+        channel = member.guild.get_channel(session.channel_id)
+        if channel is not None:
+            self._check_empty(channel)
+
+    def _check_empty(self, channel: discord.abc.GuildChannel) -> None:
+        """Leave after a grace period once no human is left; cancel when one comes back."""
+        guild_id = channel.guild.id
+        me = self._client.user
+        alone = me is not None and humans_in(channel, me.id) == 0
+        timer = self._empty_timers.get(guild_id)
+        if not alone:
+            if timer is not None:
+                timer.cancel()
+                del self._empty_timers[guild_id]
+            return
+        if timer is None:
+            loop = asyncio.get_running_loop()
+            self._empty_timers[guild_id] = loop.call_later(
+                self.policy.empty_channel_grace,
+                lambda: asyncio.ensure_future(self._leave_empty(guild_id)),
+            )
+
+    async def _leave_empty(self, guild_id: int) -> None:
+        self._empty_timers.pop(guild_id, None)
+        await self.stop(guild_id, reason="alone", forget=True)
+
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        await self.stop(guild.id, reason="guild_removed", forget=True)
+
+    async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
+        session = self.sessions.get(channel.guild.id)
+        if session is not None and session.channel_id == channel.id:
+            await self.stop(channel.guild.id, reason="channel_deleted", forget=True)
+
+    # --- idle ---------------------------------------------------------------------------
+
+    def start_idle_watch(self, interval: float = 15.0) -> None:
+        if self._idle_task is None:
+            self._idle_task = asyncio.create_task(self._watch_idle(interval), name="idle-watch")
+
+    async def _watch_idle(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self.leave_idle()
+
+    async def leave_idle(self) -> list[int]:
+        now = self._clock()
+        idle = [
+            guild_id
+            for guild_id, session in self.sessions.items()
+            if now - session.last_activity >= self.policy.idle_timeout
+        ]
+        for guild_id in idle:
+            await self.stop(guild_id, reason="idle", forget=True)
+        return idle
