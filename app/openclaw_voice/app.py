@@ -13,6 +13,7 @@ import discord
 import structlog
 
 from openclaw_voice import __version__
+from openclaw_voice.agent.registry import build_agent_chain
 from openclaw_voice.config import Settings
 from openclaw_voice.discord.client import VoiceBot
 from openclaw_voice.discord.commands import VoiceCommands
@@ -20,9 +21,15 @@ from openclaw_voice.discord.endpoints import apply_endpoints, make_connector
 from openclaw_voice.discord.ratelimit import CommandLimits
 from openclaw_voice.discord.sessions import SessionPolicy, VoiceSessionManager
 from openclaw_voice.ops.metrics import Metrics
+from openclaw_voice.ops.provider_metrics import provider_observer
 from openclaw_voice.ops.server import OpsServer
 from openclaw_voice.ops.status import AppStatus, LoopMonitor
+from openclaw_voice.pipeline.manager import VoicePipeline
+from openclaw_voice.pipeline.turn import TurnRunner
 from openclaw_voice.store.state import StateStore, StoreError
+from openclaw_voice.stt.registry import build_stt_chain
+from openclaw_voice.tts.cache import CachedTextToSpeech
+from openclaw_voice.tts.registry import ChainTextToSpeech, build_tts_chain
 
 log = structlog.get_logger(__name__)
 
@@ -103,7 +110,8 @@ class Application:
         finally:
             await store.close()
 
-    def _build_bot(self, store: StateStore) -> VoiceBot:
+    def build_bot(self, store: StateStore) -> VoiceBot:
+        """The Discord client with sessions, commands and the voice pipeline wired in."""
         settings = self.settings
         apply_endpoints(settings.discord_endpoints)
         bot = VoiceBot(
@@ -133,11 +141,20 @@ class Application:
             metrics=self.metrics,
             default_wake_name=settings.speech.wake_name,
         )
+        pipeline = VoicePipeline(
+            bot,
+            store,
+            build_turn_runner(settings, self.metrics),
+            default_wake_name=settings.speech.wake_name,
+            metrics=self.metrics,
+        )
+        sessions.observer = pipeline
+        commands.assistant = pipeline
         bot.attach(sessions, commands)
         return bot
 
     async def _run_client(self, token: str, store: StateStore) -> int:
-        bot = self._build_bot(store)
+        bot = self.build_bot(store)
         bot_task = asyncio.create_task(bot.start(token), name="discord-client")
         stop_task = asyncio.create_task(self.stop_requested.wait(), name="stop-requested")
         try:
@@ -148,6 +165,19 @@ class Application:
             await bot.close()
             await asyncio.wait({bot_task})
         return _exit_code_for(bot_task, self.settings.discord_endpoints.api_base)
+
+
+def build_turn_runner(settings: Settings, metrics: Metrics | None) -> TurnRunner:
+    """The provider chains of ``settings`` behind one turn runner."""
+    observer = provider_observer(metrics) if metrics is not None else None
+    return TurnRunner(
+        stt=build_stt_chain(settings, observer=observer),
+        agent=build_agent_chain(settings, observer=observer),
+        tts=CachedTextToSpeech(ChainTextToSpeech(build_tts_chain(settings, observer=observer))),
+        metrics=metrics,
+        language=settings.speech.stt_language,
+        vocabulary=(settings.speech.wake_name,),
+    )
 
 
 def _exit_code_for(bot_task: asyncio.Task[None], api_base: str) -> int:

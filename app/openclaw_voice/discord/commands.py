@@ -34,6 +34,8 @@ class Assistant(Protocol):
 
     def describe(self, guild_id: int) -> list[str]: ...
 
+    def set_opted_out(self, guild_id: int, user_id: int, opted_out: bool) -> None: ...
+
 
 class VoiceCommands(app_commands.Group):
     """``/voice …``: one group so the bot takes a single name in the command list."""
@@ -290,6 +292,8 @@ class VoiceCommands(app_commands.Group):
         except StoreError:
             await self._deny(interaction, command, "error", STORE_TROUBLE)
             return
+        if self.assistant is not None:
+            self.assistant.set_opted_out(interaction.guild.id, member.id, opted_out)
         self._count(command, "ok")
         await interaction.response.send_message(
             "Done: your voice will not be transcribed here."

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from openclaw_voice.errors import Stage
+from openclaw_voice.errors import ErrorKind, Stage
 from openclaw_voice.ops.metrics import Metrics
 from openclaw_voice.resilience import Attempt, Observer
 
@@ -15,6 +15,8 @@ def provider_observer(metrics: Metrics) -> Observer:
     """
 
     def observe(attempt: Attempt) -> None:
+        if attempt.error is not None and attempt.error.kind is ErrorKind.EMPTY_INPUT:
+            return  # nothing was sent: not a request
         status = "ok" if attempt.error is None else "error"
         provider = attempt.provider
         if attempt.stage is Stage.STT:

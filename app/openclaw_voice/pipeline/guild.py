@@ -1,0 +1,219 @@
+"""One guild's live conversation: per-user audio in, turns in arrival order, replies out.
+
+Each speaker has their own audio stream (jitter buffer, decoder, VAD) on the process's
+shared frame clock, so several people can talk at once and every utterance keeps its
+speaker. Utterances become turns, answered one at a time in arrival order from a
+bounded queue. A user who starts speaking while the bot is answering interrupts it:
+playback stops within a frame and the in-flight agent and speech work is cancelled.
+Opted-out users' audio is dropped before it is even decoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from openclaw_voice.agent.base import AgentSession
+from openclaw_voice.audio.clock import FrameClock
+from openclaw_voice.audio.packets import OpusPacket, Utterance
+from openclaw_voice.audio.user_stream import StreamSettings, UserAudioStream
+from openclaw_voice.audio.vad import VadPool, VadSettings
+from openclaw_voice.ops.metrics import Metrics
+from openclaw_voice.pipeline.addressing import decide
+from openclaw_voice.pipeline.turn import AudioOut, TurnOutcome, TurnRequest, TurnRunner
+from openclaw_voice.store.state import GuildSettings
+
+log = structlog.get_logger(__name__)
+
+
+class Speaker(AudioOut, Protocol):
+    """Playback that can also be cut off (Discord's VoicePlayback, or a test double)."""
+
+    def interrupt(self) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class GuildContext:
+    """What the pipeline asks of the surrounding Discord session."""
+
+    humans_present: Callable[[], int]
+    display_name: Callable[[int], str]
+    touch: Callable[[], None]
+    post_transcript: Callable[[str], Awaitable[None]] | None = None
+
+
+class GuildPipeline:
+    """Implements the receive layer's PacketSink for one guild."""
+
+    def __init__(
+        self,
+        guild_id: int,
+        *,
+        runner: TurnRunner,
+        speaker: Speaker,
+        clock: FrameClock,
+        vad_pool: VadPool,
+        settings: GuildSettings,
+        default_wake_name: str,
+        opted_out: set[int],
+        context: GuildContext,
+        metrics: Metrics | None = None,
+        queue_size: int = 8,
+    ) -> None:
+        self.guild_id = guild_id
+        self.runner = runner
+        self.speaker = speaker
+        self.settings = settings
+        self.default_wake_name = default_wake_name
+        self.opted_out = opted_out
+        self.context = context
+        self._clock = clock
+        self._vad_pool = vad_pool
+        self._metrics = metrics
+        self.agent_session = AgentSession(
+            session_key=f"discord-voice:{guild_id}", guild_id=guild_id
+        )
+        self.streams: dict[int, UserAudioStream] = {}
+        self.turns: asyncio.Queue[TurnRequest] = asyncio.Queue(queue_size)
+        self.outcomes: list[TurnOutcome] = []
+        self.last_outcome: TurnOutcome | None = None
+        self._current: asyncio.Task[TurnOutcome] | None = None
+        self._responding = False
+        self._worker = asyncio.create_task(self._work(), name=f"turns-{guild_id}")
+
+    @property
+    def wake_name(self) -> str:
+        return self.settings.wake_name or self.default_wake_name
+
+    # --- audio in (PacketSink) -----------------------------------------------------------
+
+    def on_packet(self, user_id: int, packet: OpusPacket) -> None:
+        if user_id in self.opted_out:
+            if self._metrics is not None:
+                self._metrics.audio_frames_dropped_total.labels(reason="opted_out").inc()
+            return
+        stream = self.streams.get(user_id)
+        if stream is None:
+            vad = VadSettings(min_silence=self.settings.end_of_speech_ms / 1000)
+            stream = UserAudioStream(
+                user_id,
+                on_utterance=self._on_utterance,
+                on_speech_start=self._on_speech_start,
+                settings=StreamSettings(vad=vad),
+                vad_pool=self._vad_pool,
+                metrics=self._metrics,
+            )
+            self.streams[user_id] = stream
+            self._clock.add(stream)
+        stream.push(packet)
+
+    def on_user_left(self, user_id: int) -> None:
+        stream = self.streams.pop(user_id, None)
+        if stream is not None:
+            self._clock.remove(stream)
+            stream.close()
+
+    def set_opted_out(self, user_id: int, opted_out: bool) -> None:
+        if opted_out:
+            self.opted_out.add(user_id)
+            self.on_user_left(user_id)  # forget whatever of theirs is buffered
+        else:
+            self.opted_out.discard(user_id)
+
+    def _on_speech_start(self, user_id: int, at: float) -> None:
+        if self._responding and user_id not in self.opted_out:
+            log.info("barge-in", guildId=str(self.guild_id), userId=str(user_id))
+            self.interrupt()
+
+    def _on_utterance(self, utterance: Utterance) -> None:
+        self.context.touch()
+        request = TurnRequest(
+            guild_id=self.guild_id,
+            user_id=utterance.user_id,
+            display_name=self.context.display_name(utterance.user_id),
+            utterance=utterance,
+        )
+        try:
+            self.turns.put_nowait(request)
+        except asyncio.QueueFull:
+            log.warning("turn queue full; utterance dropped", userId=str(utterance.user_id))
+            if self._metrics is not None:
+                self._metrics.pipeline_error_total.labels(code="6001").inc()
+
+    # --- turns --------------------------------------------------------------------------
+
+    def _accept(self, text: str) -> str | None:
+        decision = decide(
+            text,
+            mode=self.settings.addressing_mode,
+            wake_name=self.wake_name,
+            humans_present=self.context.humans_present(),
+        )
+        return decision.text if decision.addressed and decision.text else None
+
+    async def _work(self) -> None:
+        while True:
+            request = await self.turns.get()
+            await self.run_turn(request)
+
+    async def run_turn(self, request: TurnRequest, *, speak: bool = True) -> TurnOutcome:
+        """Answer one turn (voice or typed); an interruption cancels it cleanly."""
+        self._responding = True
+        task = asyncio.create_task(
+            self.runner.run(
+                request,
+                self.agent_session,
+                self.speaker if speak else None,
+                accept=self._accept if request.utterance is not None else (lambda text: text),
+            )
+        )
+        self._current = task
+        try:
+            outcome = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise  # we ourselves are being cancelled (shutdown)
+            outcome = TurnOutcome("interrupted")
+        finally:
+            self._responding = False
+            self._current = None
+        if outcome.status != "interrupted":
+            self.speaker.finish()  # stop sending silence once the reply has played
+        self.last_outcome = outcome
+        if outcome.status in ("completed", "error") and outcome.transcript is not None:
+            self.context.touch()
+            await self._mirror(request, outcome)
+        return outcome
+
+    def interrupt(self) -> None:
+        """Stop speaking now and drop the reply in progress."""
+        self.speaker.interrupt()
+        if self._current is not None:
+            self._current.cancel()
+
+    async def _mirror(self, request: TurnRequest, outcome: TurnOutcome) -> None:
+        post = self.context.post_transcript
+        if post is None or self.settings.transcript_channel_id is None:
+            return
+        text = f"**{request.display_name}**: {outcome.transcript}"
+        if outcome.reply.strip():
+            text += f"\n**{self.wake_name}**: {outcome.reply.strip()}"
+        try:
+            await post(text[:2000])
+        except Exception as error:  # a transcript post must never break the conversation
+            log.warning("could not post the transcript", error=str(error))
+
+    async def close(self) -> None:
+        self.interrupt()
+        self._worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._worker
+        for user_id in list(self.streams):
+            self.on_user_left(user_id)

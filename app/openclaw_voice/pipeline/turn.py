@@ -1,0 +1,307 @@
+"""One conversation turn: speech → text → agent → sentences → speech, pipelined.
+
+The agent's token stream is cut into sentences as it arrives; each sentence's speech is
+requested at once (prefetched, bounded) and queued for playback in order, so the first
+sentence plays while the agent is still writing the rest. A failure in any stage becomes
+a coded error and, when the turn can recover, a short spoken apology from the phrase
+cache; a turn never ends in silence without a log line and a metric saying why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import structlog
+
+from openclaw_voice.agent.base import Agent, AgentSession, AgentTurn, Message
+from openclaw_voice.agent.registry import reply as agent_reply
+from openclaw_voice.audio.packets import Utterance
+from openclaw_voice.audio.pcm import PcmAudio
+from openclaw_voice.errors import ErrorKind, ProviderError, Stage, VoiceError
+from openclaw_voice.ops.metrics import Metrics
+from openclaw_voice.resilience import FallbackChain
+from openclaw_voice.stt.base import SpeechToText, Transcript, TranscriptionRequest
+from openclaw_voice.stt.registry import transcribe
+from openclaw_voice.tts.base import SpeechRequest, TextToSpeech
+from openclaw_voice.tts.text import SentenceChunker
+
+log = structlog.get_logger(__name__)
+
+TurnStatus = Literal["completed", "ignored", "error", "interrupted"]
+MAX_RECOVERIES = 3
+PREFETCH_CHUNKS = 64
+
+
+class AudioOut(Protocol):
+    """Where a reply is spoken: Discord playback, or the demo's WAV writer."""
+
+    def say(self, chunks: AsyncIterable[PcmAudio]) -> object: ...
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    """A user's turn: an utterance from the voice channel or a typed question."""
+
+    guild_id: int
+    user_id: int
+    display_name: str
+    utterance: Utterance | None = None
+    text: str | None = None
+    received_at: float = field(default_factory=time.monotonic)
+    turn_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+
+@dataclass
+class TurnOutcome:
+    status: TurnStatus
+    transcript: str | None = None
+    reply: str = ""
+    error: VoiceError | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    first_audio_at: float | None = None
+
+
+class TurnRunner:
+    """Runs turns against the provider chains; shared by every session of a process."""
+
+    def __init__(
+        self,
+        *,
+        stt: FallbackChain[SpeechToText],
+        agent: FallbackChain[Agent],
+        tts: TextToSpeech,
+        metrics: Metrics | None = None,
+        language: str | None = "en",
+        vocabulary: tuple[str, ...] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stt = stt
+        self.agent = agent
+        self.tts = tts
+        self.metrics = metrics
+        self.language = language
+        self.vocabulary = vocabulary
+        self._clock = clock
+
+    # --- stages -----------------------------------------------------------------------
+
+    async def transcribe(self, request: TurnRequest, utterance: Utterance) -> Transcript:
+        started = self._clock()
+        try:
+            return await transcribe(
+                self.stt,
+                TranscriptionRequest(
+                    utterance.audio,
+                    language=self.language,
+                    vocabulary=self.vocabulary,
+                    guild_id=request.guild_id,
+                ),
+            )
+        finally:
+            self._phase("transcribing", self._clock() - started)
+
+    def speech(self, text: str, guild_id: int | None = None) -> AsyncIterator[PcmAudio]:
+        return self.tts.synthesize(SpeechRequest(text, guild_id=guild_id))
+
+    async def respond(
+        self,
+        request: TurnRequest,
+        text: str,
+        session: AgentSession,
+        out: AudioOut | None,
+        outcome: TurnOutcome,
+    ) -> None:
+        """Stream the agent's answer to ``text``; speak it sentence by sentence on ``out``."""
+        turn = AgentTurn(text=text, user_id=request.user_id, display_name=request.display_name)
+        chunker = SentenceChunker()
+        started = self._clock()
+        prefetches: list[asyncio.Task[None]] = []
+        first_token: float | None = None
+        try:
+            async for delta in agent_reply(self.agent, session, turn):
+                if first_token is None:
+                    first_token = self._clock()
+                    outcome.timings["agent_first_token"] = first_token - started
+                outcome.reply += delta
+                for sentence in chunker.feed(delta):
+                    self._speak_sentence(sentence, request, out, outcome, prefetches)
+            tail = chunker.flush()
+            if tail:
+                self._speak_sentence(tail, request, out, outcome, prefetches)
+            self._phase("processing", self._clock() - started)
+            if prefetches:
+                await asyncio.gather(*prefetches)
+        except BaseException:
+            for task in prefetches:
+                task.cancel()
+            raise
+
+    def _speak_sentence(
+        self,
+        sentence: str,
+        request: TurnRequest,
+        out: AudioOut | None,
+        outcome: TurnOutcome,
+        prefetches: list[asyncio.Task[None]],
+    ) -> None:
+        if out is None:
+            return
+        queue: asyncio.Queue[PcmAudio | BaseException | None] = asyncio.Queue(PREFETCH_CHUNKS)
+        first_sentence = not prefetches
+        requested = self._clock()
+
+        async def fill() -> None:
+            try:
+                async for chunk in self.speech(sentence, request.guild_id):
+                    if first_sentence and "tts_first_byte" not in outcome.timings:
+                        outcome.timings["tts_first_byte"] = self._clock() - requested
+                        self._phase("synthesizing", outcome.timings["tts_first_byte"])
+                    await queue.put(chunk)
+            except (VoiceError, OSError, ValueError) as error:
+                await queue.put(error)
+                return
+            await queue.put(None)
+
+        prefetches.append(asyncio.create_task(fill(), name=f"tts-{request.turn_id}"))
+        out.say(self._played(queue, outcome))
+
+    async def _played(
+        self, queue: asyncio.Queue[PcmAudio | BaseException | None], outcome: TurnOutcome
+    ) -> AsyncIterator[PcmAudio]:
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                log.warning("a reply sentence could not be spoken", error=str(item))
+                return
+            if outcome.first_audio_at is None:
+                outcome.first_audio_at = self._clock()
+            yield item
+
+    # --- the whole turn -------------------------------------------------------------------
+
+    async def run(
+        self,
+        request: TurnRequest,
+        session: AgentSession,
+        out: AudioOut | None,
+        *,
+        accept: Callable[[str], str | None] = lambda text: text,
+    ) -> TurnOutcome:
+        """Transcribe (voice turns), decide whether it is for us, answer and speak.
+
+        ``accept`` maps the transcript to the text for the agent, or None when the
+        utterance was not addressed to the bot (the turn is then ignored).
+        """
+        outcome = TurnOutcome("completed")
+        log_ctx = structlog.contextvars.bound_contextvars(
+            guildId=str(request.guild_id), userId=str(request.user_id), traceId=request.turn_id
+        )
+        with log_ctx:
+            try:
+                text = request.text or ""
+                if request.utterance is not None:
+                    transcript = await self.transcribe(request, request.utterance)
+                    outcome.transcript = transcript.text
+                    self._usage_stt(request, transcript)
+                    accepted = accept(transcript.text)
+                    if accepted is None:
+                        outcome.status = "ignored"
+                        self._turn_done(request, outcome)
+                        return outcome
+                    text = accepted
+                await self.respond(request, text, session, out, outcome)
+                if not outcome.reply.strip():
+                    raise ProviderError(Stage.AGENT, ErrorKind.EMPTY_RESULT, "agent", "no answer")
+            except asyncio.CancelledError:
+                outcome.status = "interrupted"
+                self._turn_done(request, outcome)
+                raise
+            except VoiceError as error:
+                outcome.status = "error"
+                outcome.error = error
+                await self._recover(request, error, out)
+            self._remember(session, request, outcome)
+            self._turn_done(request, outcome)
+        return outcome
+
+    def _remember(self, session: AgentSession, request: TurnRequest, outcome: TurnOutcome) -> None:
+        text = request.text if request.utterance is None else outcome.transcript
+        if not text or outcome.status == "ignored":
+            return
+        session.remember(Message("user", text, name=request.display_name))
+        if outcome.reply.strip():
+            session.remember(Message("assistant", outcome.reply.strip()))
+
+    async def _recover(self, request: TurnRequest, error: VoiceError, out: AudioOut | None) -> None:
+        """Say a short, cached apology for the error; count whether that worked."""
+        if self.metrics is not None:
+            self.metrics.pipeline_error_total.labels(code=str(error.code)).inc()
+            self.metrics.pipeline_recovery_attempt_total.inc()
+        log.warning("turn failed", error=str(error), context={"code": error.code})
+        if out is None:
+            return
+        try:
+            chunks = [chunk async for chunk in self.speech(error.user_message, request.guild_id)]
+        except VoiceError as spoken:
+            log.error("the apology could not be spoken either", error=str(spoken))
+            if self.metrics is not None:
+                self.metrics.pipeline_recovery_failure_total.inc()
+            return
+        out.say(replay(chunks))
+        if self.metrics is not None:
+            self.metrics.pipeline_recovery_success_total.inc()
+
+    # --- accounting ---------------------------------------------------------------------
+
+    def _phase(self, phase: str, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.pipeline_request_duration_seconds.labels(phase=phase).observe(seconds)
+
+    def _usage_stt(self, request: TurnRequest, transcript: Transcript) -> None:
+        if self.metrics is None:
+            return
+        provider = transcript.provider
+        self.metrics.stt_audio_seconds_total.labels(provider=provider).inc(
+            transcript.duration_seconds
+        )
+        if transcript.confidence is not None:
+            self.metrics.stt_confidence_score.labels(provider=provider).observe(
+                transcript.confidence
+            )
+        self.metrics.guild_usage_total.labels(
+            guild_id=str(request.guild_id), provider=provider, kind="stt_audio_seconds"
+        ).inc(transcript.duration_seconds)
+
+    def _turn_done(self, request: TurnRequest, outcome: TurnOutcome) -> None:
+        utterance = request.utterance
+        if utterance is not None and outcome.first_audio_at is not None:
+            outcome.timings["end_of_utterance"] = request.received_at - utterance.last_voiced_at
+            outcome.timings["e2e"] = outcome.first_audio_at - utterance.last_voiced_at
+        if self.metrics is not None:
+            self.metrics.pipeline_turns_total.labels(status=outcome.status).inc()
+            if "e2e" in outcome.timings:
+                self.metrics.pipeline_time_to_first_audio_seconds.observe(outcome.timings["e2e"])
+                self.metrics.pipeline_end_of_utterance_delay_seconds.observe(
+                    outcome.timings["end_of_utterance"]
+                )
+        log.info(
+            "turn finished",
+            context={
+                "status": outcome.status,
+                "code": outcome.error.code if outcome.error else None,
+                "timings_ms": {k: round(v * 1000) for k, v in outcome.timings.items()},
+            },
+        )
+
+
+async def replay(chunks: list[PcmAudio]) -> AsyncIterator[PcmAudio]:
+    """Chunks already in memory (a cached phrase) as a stream."""
+    for chunk in chunks:
+        yield chunk

@@ -1,0 +1,122 @@
+"""A user talks to the bot in a (fake) Discord voice channel and hears the answer.
+
+Everything is real except Discord itself: the discord.py client with DAVE, our receive
+layer, audio path and pipeline, and the embedded offline providers (Whisper tiny.en,
+the local agent, the packaged neural voice). The bot's reply is captured by the fake,
+decoded, and transcribed back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import discord
+import numpy as np
+import pytest
+import soxr
+
+from openclaw_voice.app import Application
+from openclaw_voice.audio.pcm import STT_SAMPLE_RATE, PcmAudio
+from openclaw_voice.config import load_settings
+from openclaw_voice.discord.client import VoiceBot
+from openclaw_voice.pipeline.manager import VoicePipeline
+from openclaw_voice.store.state import StateStore
+from openclaw_voice.stt.base import TranscriptionRequest
+from openclaw_voice.stt.local import LocalSpeechToText
+from openclaw_voice.tts.base import SpeechRequest
+from openclaw_voice.tts.local import LocalTextToSpeech
+from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord.fixtures import ClientRunner
+from tests.speech import word_error_rate
+
+QUESTION = "Repeat after me: the kitchen lights are on."
+ANSWER = "The kitchen lights are on."
+
+
+async def synthesize_48k_stereo(text: str) -> bytes:
+    """The user's voice: the local neural TTS, resampled to Discord's format."""
+    voice = LocalTextToSpeech()
+    try:
+        chunks = [chunk async for chunk in voice.synthesize(SpeechRequest(text))]
+    finally:
+        await voice.aclose()
+    rate = chunks[0].sample_rate
+    mono = np.frombuffer(b"".join(c.data for c in chunks), dtype=np.int16).astype(np.float32)
+    resampled = soxr.resample(mono / 32768, rate, 48_000)
+    pcm = (np.clip(resampled, -1, 1) * 32767).astype(np.int16)
+    silence = np.zeros(48_000, dtype=np.int16)  # a second of quiet ends the utterance
+    return np.repeat(np.concatenate([pcm, silence]), 2).tobytes()
+
+
+@pytest.fixture
+async def running_bot(
+    fake_discord: FakeDiscord, discord_clients: ClientRunner, tmp_path: Path
+) -> AsyncIterator[tuple[VoiceBot, Application]]:
+    endpoints = fake_discord.endpoints
+    settings = load_settings(
+        {
+            "DISCORD_TOKEN": fake_discord.token,
+            "DISCORD_API_BASE": endpoints.api_base,
+            "DISCORD_GATEWAY_URL": endpoints.gateway_url,
+            "DISCORD_CA_BUNDLE": str(endpoints.ca_bundle),
+            "STATE_DIR": str(tmp_path),
+        }
+    )
+    app = Application(settings)
+    store = await StateStore.open(tmp_path)
+    bot = app.build_bot(store)
+    try:
+        await discord_clients.start(bot)
+        yield bot, app
+    finally:
+        if bot.sessions is not None:
+            await bot.sessions.shutdown()
+        await discord_clients.close()
+        await store.close()
+
+
+async def test_a_spoken_question_gets_a_spoken_answer(
+    fake_discord: FakeDiscord, running_bot: tuple[VoiceBot, Application]
+) -> None:
+    bot, _ = running_bot
+    question = await synthesize_48k_stereo(QUESTION)  # before the bot listens: loads a model
+    channel = fake_discord.voice_channel()
+    alice = await fake_discord.add_simulated_user("alice", channel=channel)
+    voice_channel = bot.get_channel(channel.id)
+    assert isinstance(voice_channel, discord.VoiceChannel)
+    assert bot.sessions is not None
+    await bot.sessions.start(voice_channel, started_by=alice.user.id, text_channel_id=None)
+    call = fake_discord.voice.calls[channel.id]
+    await call.wait_for_group({fake_discord.world.bot.id, alice.user.id})
+    connection = await fake_discord.voice.wait_for_connection(fake_discord.guild.id)
+
+    await alice.speak(question, realtime=True)
+    # The answer is about 2 s of speech: wait for 1.5 s of it, then for the rest.
+    await connection.capture.wait_for_frames(75, within=30)
+    pipeline = bot.sessions.observer
+    assert isinstance(pipeline, VoicePipeline)
+    guild = pipeline.guilds[fake_discord.guild.id]
+    async with asyncio.timeout(30):
+        while guild.last_outcome is None:
+            await connection.capture.wait_for_frames(len(connection.capture.frames) + 1)
+    outcome = guild.last_outcome
+    assert outcome.status == "completed", outcome
+    assert word_error_rate(QUESTION, outcome.transcript or "") <= 0.25
+    assert outcome.reply.strip().lower() == ANSWER.lower()
+    assert outcome.timings["e2e"] > 0
+
+    source = guild.speaker._source  # type: ignore[attr-defined]
+    if source is not None:
+        await asyncio.wait_for(source.wait_closed(), 30)
+    heard = connection.capture.mono()
+    audio = (soxr.resample(heard, 48_000, STT_SAMPLE_RATE) * 32767).astype(np.int16)
+    stt = LocalSpeechToText()
+    try:
+        transcript = await stt.transcribe(
+            TranscriptionRequest(PcmAudio(audio.tobytes(), STT_SAMPLE_RATE))
+        )
+    finally:
+        await stt.aclose()
+    assert word_error_rate(ANSWER, transcript.text) <= 0.25, transcript.text
