@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from typing import cast
 
 import aiohttp
 import discord
@@ -25,7 +26,7 @@ from openclaw_voice.ops.provider_metrics import provider_observer
 from openclaw_voice.ops.server import OpsServer
 from openclaw_voice.ops.status import AppStatus, LoopMonitor
 from openclaw_voice.pipeline.manager import VoicePipeline
-from openclaw_voice.pipeline.turn import TurnRunner
+from openclaw_voice.pipeline.turn import Preloadable, TurnRunner
 from openclaw_voice.store.state import StateStore, StoreError
 from openclaw_voice.stt.registry import build_stt_chain
 from openclaw_voice.tts.cache import CachedTextToSpeech
@@ -58,6 +59,7 @@ class Application:
             max_loop_lag=max(1.0, 2 * settings.health_check_interval),
         )
         self.stop_requested = asyncio.Event()
+        self.pipeline: VoicePipeline | None = None
 
     def request_stop(self) -> None:
         if not self.stop_requested.is_set():
@@ -110,6 +112,12 @@ class Application:
         finally:
             await store.close()
 
+    async def _warm_up_models(self, pipeline: VoicePipeline) -> None:
+        try:
+            await pipeline.runner.warm_up()
+        except Exception as error:  # a provider that cannot load fails its turns, visibly
+            log.error("loading a local speech model failed", error=str(error))
+
     def build_bot(self, store: StateStore) -> VoiceBot:
         """The Discord client with sessions, commands and the voice pipeline wired in."""
         settings = self.settings
@@ -150,11 +158,14 @@ class Application:
         )
         sessions.observer = pipeline
         commands.assistant = pipeline
+        self.pipeline = pipeline
         bot.attach(sessions, commands)
         return bot
 
     async def _run_client(self, token: str, store: StateStore) -> int:
         bot = self.build_bot(store)
+        if self.pipeline is not None:
+            self._warm_up = asyncio.create_task(self._warm_up_models(self.pipeline))
         bot_task = asyncio.create_task(bot.start(token), name="discord-client")
         stop_task = asyncio.create_task(self.stop_requested.wait(), name="stop-requested")
         try:
@@ -164,19 +175,30 @@ class Application:
             self.status.shutting_down = True
             await bot.close()
             await asyncio.wait({bot_task})
+            if self.pipeline is not None:
+                await self.pipeline.close()
+                await self.pipeline.runner.aclose()
         return _exit_code_for(bot_task, self.settings.discord_endpoints.api_base)
 
 
 def build_turn_runner(settings: Settings, metrics: Metrics | None) -> TurnRunner:
     """The provider chains of ``settings`` behind one turn runner."""
     observer = provider_observer(metrics) if metrics is not None else None
+    stt = build_stt_chain(settings, observer=observer)
+    tts = build_tts_chain(settings, observer=observer)
+    preload = tuple(
+        cast("Preloadable", provider)
+        for provider in (*stt.providers, *tts.providers)
+        if callable(getattr(provider, "load", None))
+    )
     return TurnRunner(
-        stt=build_stt_chain(settings, observer=observer),
+        stt=stt,
         agent=build_agent_chain(settings, observer=observer),
-        tts=CachedTextToSpeech(ChainTextToSpeech(build_tts_chain(settings, observer=observer))),
+        tts=CachedTextToSpeech(ChainTextToSpeech(tts)),
         metrics=metrics,
         language=settings.speech.stt_language,
         vocabulary=(settings.speech.wake_name,),
+        preload=preload,
     )
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +46,17 @@ def _parser() -> argparse.ArgumentParser:
         help="check the embedded offline default (local providers, no Discord token)",
     )
     commands.add_parser("migrate", help="create or upgrade the SQLite state database")
+    demo = commands.add_parser(
+        "demo",
+        help="talk to the bot offline: speech in (WAV files or --say), spoken replies out",
+    )
+    demo.add_argument("wavs", nargs="*", type=Path, metavar="WAV", help="recordings of you")
+    demo.add_argument(
+        "--say", action="append", default=[], metavar="TEXT", help="text spoken by the local voice"
+    )
+    demo.add_argument(
+        "--out", type=Path, default=Path(), metavar="DIR", help="where reply WAVs go (default: .)"
+    )
     return parser
 
 
@@ -125,15 +138,47 @@ def _migrate(settings: Settings) -> int:
     return EXIT_OK
 
 
+def _demo(settings: Settings, wavs: list[Path], say: list[str], out: Path) -> int:
+    from openclaw_voice.app import build_turn_runner
+    from openclaw_voice.pipeline.demo import DemoInputError, run_demo
+    from openclaw_voice.tts.local import LocalTextToSpeech
+
+    if not wavs and not say:
+        say = ["Hello OpenClaw, what time is it?"]
+
+    async def main() -> int:
+        runner = build_turn_runner(settings, None)
+        voice = LocalTextToSpeech(engine=settings.speech.local_tts_engine)
+        try:
+            await runner.warm_up()
+            turns = await run_demo(
+                runner, wavs=wavs, say=say, out_dir=out, voice=voice, report=print
+            )
+        finally:
+            await voice.aclose()
+            await runner.aclose()
+        return EXIT_OK if turns and all(t.status == "completed" for t in turns) else EXIT_FAILURE
+
+    try:
+        return asyncio.run(main())
+    except DemoInputError as error:
+        print(f"demo: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
-    offline = arguments.command == "check" and arguments.offline
+    offline = (arguments.command == "check" and arguments.offline) or arguments.command == "demo"
     settings = _load(arguments.config, offline=offline)
     if settings is None:
         return EXIT_CONFIG
+    if arguments.command == "demo" and "LOG_LEVEL" not in os.environ:
+        settings = dataclasses.replace(settings, log_level="warning")  # keep the dialogue readable
     _configure_observability(settings)
     if arguments.command == "run":
         return _run(settings)
+    if arguments.command == "demo":
+        return _demo(settings, arguments.wavs, arguments.say, arguments.out)
     if arguments.command == "check":
         return _check(settings, online=arguments.online, offline=offline)
     return _migrate(settings)

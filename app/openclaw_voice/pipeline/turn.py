@@ -37,6 +37,12 @@ MAX_RECOVERIES = 3
 PREFETCH_CHUNKS = 64
 
 
+class Preloadable(Protocol):
+    """A provider with a model to load before the first turn (the offline ones)."""
+
+    async def load(self) -> None: ...
+
+
 class AudioOut(Protocol):
     """Where a reply is spoken: Discord playback, or the demo's WAV writer."""
 
@@ -78,6 +84,7 @@ class TurnRunner:
         metrics: Metrics | None = None,
         language: str | None = "en",
         vocabulary: tuple[str, ...] = (),
+        preload: tuple[Preloadable, ...] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.stt = stt
@@ -86,7 +93,19 @@ class TurnRunner:
         self.metrics = metrics
         self.language = language
         self.vocabulary = vocabulary
+        self.preload = preload
         self._clock = clock
+
+    async def warm_up(self) -> None:
+        """Load local models now, so the first user does not wait for them."""
+        await asyncio.gather(*(provider.load() for provider in self.preload))
+
+    async def aclose(self) -> None:
+        """Close every provider's client (HTTP sessions, model executors)."""
+        for chain in (self.stt, self.agent):
+            for provider in chain.providers:
+                await provider.aclose()
+        await self.tts.aclose()
 
     # --- stages -----------------------------------------------------------------------
 
@@ -207,7 +226,9 @@ class TurnRunner:
             try:
                 text = request.text or ""
                 if request.utterance is not None:
+                    stt_started = self._clock()
                     transcript = await self.transcribe(request, request.utterance)
+                    outcome.timings["stt"] = self._clock() - stt_started
                     outcome.transcript = transcript.text
                     self._usage_stt(request, transcript)
                     accepted = accept(transcript.text)
