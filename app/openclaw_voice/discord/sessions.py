@@ -104,6 +104,17 @@ class VoiceSessionManager:
         self._empty_timers: dict[int, asyncio.TimerHandle] = {}
         self._locks: dict[int, asyncio.Lock] = {}
         self._idle_task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+
+    async def wait_until(self, condition: Callable[[], bool], within: float = 30.0) -> None:
+        """Wait until ``condition()`` holds after some session started or ended."""
+        async with asyncio.timeout(within):
+            while not condition():
+                self._changed.clear()
+                await self._changed.wait()
+
+    def _notify(self) -> None:
+        self._changed.set()
 
     def _lock(self, guild_id: int) -> asyncio.Lock:
         return self._locks.setdefault(guild_id, asyncio.Lock())
@@ -147,6 +158,7 @@ class VoiceSessionManager:
         if self.observer is not None:
             await self.observer.session_started(session)
         self._check_empty(channel)
+        self._notify()
         return session
 
     async def _connect(
@@ -259,6 +271,7 @@ class VoiceSessionManager:
             if forget:
                 await self._forget(guild_id)
         log.info("voice session ended", guildId=str(guild_id), context={"reason": reason})
+        self._notify()
         return True
 
     async def _forget(self, guild_id: int) -> None:
