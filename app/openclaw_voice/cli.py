@@ -105,13 +105,18 @@ def _run(settings: Settings) -> int:
 
 
 def _check(settings: Settings, *, online: bool, offline: bool) -> int:
-    from openclaw_voice.checks import offline_stack_checks, online_checks, summary_lines
+    from openclaw_voice.checks import (
+        local_model_checks,
+        offline_stack_checks,
+        online_checks,
+        summary_lines,
+    )
 
     for line in summary_lines(settings):
         print(line)
     results = []
     if offline:
-        results = offline_stack_checks()
+        results = offline_stack_checks() + asyncio.run(local_model_checks(settings))
     elif online:
         results = asyncio.run(online_checks(settings))
     for result in results:
@@ -172,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = _load(arguments.config, offline=offline)
     if settings is None:
         return EXIT_CONFIG
-    if arguments.command == "demo" and "LOG_LEVEL" not in os.environ:
+    if arguments.command in ("demo", "check") and "LOG_LEVEL" not in os.environ:
         settings = dataclasses.replace(settings, log_level="warning")  # keep the dialogue readable
     _configure_observability(settings)
     if arguments.command == "run":

@@ -550,6 +550,13 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "50",
     ),
     Variable(
+        "DRAIN_SECONDS",
+        "seconds, a number from 0 to 600",
+        "On shutdown or demotion, how long a reply in progress may take to finish.",
+        _number(0.0, 600.0),
+        "10",
+    ),
+    Variable(
         "SHARD_COUNT",
         "a whole number from 1 to 10000",
         "Total Discord shards across all hosts; unset runs one unsharded client.",
@@ -560,6 +567,27 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "comma-separated shard numbers below SHARD_COUNT",
         "The shards this host runs (with SHARD_COUNT).",
         _shard_ids,
+    ),
+    Variable(
+        "SLOT_NAME",
+        "a slot name of letters, digits, '-' or '_' (e.g. blue, green)",
+        "This process's deployment slot, named in logs and in the active lock.",
+        _agent_id,
+        "main",
+    ),
+    Variable(
+        "SLOT_ROLE",
+        "active or standby",
+        "Role at start. Only the slot holding the active lock answers Discord events.",
+        _choice(("active", "standby")),
+        "active",
+    ),
+    Variable(
+        "OPS_ADMIN_TOKEN",
+        "a bearer token",
+        "Enables the loopback-only POST /admin/role (promote/demote); unset disables it.",
+        _secret,
+        secret=True,
     ),
     Variable(
         "LOG_LEVEL",
@@ -680,6 +708,7 @@ class SessionSettings:
     empty_channel_grace_seconds: float
     idle_timeout_seconds: float
     max_sessions: int
+    drain_seconds: float
     shard_count: int | None
     shard_ids: tuple[int, ...] | None
 
@@ -715,11 +744,19 @@ class Settings:
     rate_limit_guild_per_minute: int
     speech: SpeechSettings
     sessions: SessionSettings
+    slot_name: str
+    slot_role: Literal["active", "standby"]
+    ops_admin_token: Secret | None
     config_file: Path | None = None
 
     def secret_values(self) -> list[str]:
         """Every configured credential, for the log and Sentry redaction."""
-        secrets = [self.discord_token, self.openclaw_gateway_token, self.sentry_dsn]
+        secrets = [
+            self.discord_token,
+            self.openclaw_gateway_token,
+            self.sentry_dsn,
+            self.ops_admin_token,
+        ]
         secrets.extend(self.provider_keys.values())
         return [secret.reveal() for secret in secrets if secret is not None]
 
@@ -954,5 +991,8 @@ def load_settings(
         rate_limit_guild_per_minute=cast("int", get("RATE_LIMIT_GUILD_PER_MINUTE")),
         speech=SpeechSettings(**_fields_of(SpeechSettings, values)),
         sessions=SessionSettings(**_fields_of(SessionSettings, values)),
+        slot_name=cast("str", get("SLOT_NAME")),
+        slot_role=cast("Literal['active', 'standby']", get("SLOT_ROLE")),
+        ops_admin_token=cast("Secret | None", get("OPS_ADMIN_TOKEN")),
         config_file=config_file,
     )

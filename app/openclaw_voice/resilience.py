@@ -10,9 +10,10 @@ request) for a cool-down. Cancellation (a barge-in) propagates untouched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -90,6 +91,8 @@ def _as_provider_error(stage: Stage, provider: str, error: BaseException) -> Pro
 
 # What a provider attempt may fail with; anything else is a bug and propagates.
 _FAILURES = (ProviderError, TimeoutError, OSError, ValueError)
+# Failures that describe this input, not the provider's health: never benched.
+_INPUT_KINDS = frozenset({ErrorKind.EMPTY_INPUT, ErrorKind.EMPTY_RESULT, ErrorKind.INPUT_TOO_LONG})
 
 
 @dataclass
@@ -149,10 +152,10 @@ class FallbackChain(Generic[P]):
             context={"stage": self.stage.name, "provider": provider, "code": error.code},
             error=error.detail,
         )
-        if not error.retryable:
+        if not error.retryable and error.kind not in _INPUT_KINDS:
             self.health.bench(provider, self.policy.cooldown)
 
-    async def _plan(self, call: _Call) -> AsyncIterator[P]:
+    async def _plan(self, call: _Call) -> AsyncGenerator[P, None]:
         """Providers to try, in order and with retries, sleeping the backoff in between."""
         for provider in self._candidates():
             for attempt in range(self.policy.attempts_per_provider):
@@ -174,57 +177,73 @@ class FallbackChain(Generic[P]):
     async def call(self, operation: Callable[[P], Awaitable[T]]) -> T:
         """Run a unary operation (e.g. transcribe) through the chain."""
         call = _Call(time.monotonic() + self.policy.overall_timeout)
-        async for provider in self._plan(call):
-            started = time.monotonic()
-            remaining = call.deadline - started
-            if remaining <= 0:
-                break
-            try:
-                async with asyncio.timeout(min(self.policy.attempt_timeout, remaining)):
-                    result = await operation(provider)
-            except _FAILURES as raw:
-                self._failed(call, provider.name, started, raw)
-                continue
-            call.last_error = None
-            self._observe(provider.name, started, None)
-            return result
+        async with contextlib.aclosing(self._plan(call)) as plan:
+            async for provider in plan:
+                started = time.monotonic()
+                remaining = call.deadline - started
+                if remaining <= 0:
+                    break
+                try:
+                    async with asyncio.timeout(min(self.policy.attempt_timeout, remaining)):
+                        result = await operation(provider)
+                except _FAILURES as raw:
+                    self._failed(call, provider.name, started, raw)
+                    if (
+                        call.last_error is not None
+                        and call.last_error.kind is ErrorKind.EMPTY_INPUT
+                    ):
+                        break  # no input: no other provider can do better
+                    continue
+                call.last_error = None
+                self._observe(provider.name, started, None)
+                return result
         raise self._final_error(call)
 
     async def stream(
         self, open_stream: Callable[[P], AsyncIterator[ItemT]]
-    ) -> AsyncIterator[ItemT]:
+    ) -> AsyncGenerator[ItemT, None]:
         """Stream from the first provider that produces a first item in time.
 
         Fallback happens only before the first item: once audio or text has been passed on,
         switching providers would repeat or garble it, so a later failure is raised.
         """
         call = _Call(time.monotonic() + self.policy.overall_timeout)
-        async for provider in self._plan(call):
-            started = time.monotonic()
-            remaining = call.deadline - started
-            if remaining <= 0:
-                break
-            iterator = aiter(open_stream(provider))
-            try:
-                async with asyncio.timeout(min(self.policy.attempt_timeout, remaining)):
-                    first = await anext(iterator)
-            except StopAsyncIteration:
-                empty = ProviderError(self.stage, ErrorKind.EMPTY_RESULT, provider.name, "empty")
-                self._failed(call, provider.name, started, empty)
-            except _FAILURES as raw:
-                await _close(iterator)
-                self._failed(call, provider.name, started, raw)
-            else:
-                call.last_error = None
-                self._observe(provider.name, started, None)
-                async for item in self._rest(provider.name, iterator, first):
-                    yield item
-                return
+        async with contextlib.aclosing(self._plan(call)) as plan:
+            async for provider in plan:
+                started = time.monotonic()
+                remaining = call.deadline - started
+                if remaining <= 0:
+                    break
+                iterator = aiter(open_stream(provider))
+                try:
+                    async with asyncio.timeout(min(self.policy.attempt_timeout, remaining)):
+                        first = await anext(iterator)
+                except StopAsyncIteration:
+                    empty = ProviderError(
+                        self.stage, ErrorKind.EMPTY_RESULT, provider.name, "empty"
+                    )
+                    self._failed(call, provider.name, started, empty)
+                except _FAILURES as raw:
+                    await _close(iterator)
+                    self._failed(call, provider.name, started, raw)
+                except asyncio.CancelledError:
+                    await _close(iterator)
+                    raise
+                else:
+                    call.last_error = None
+                    self._observe(provider.name, started, None)
+                    # aclosing: a consumer that stops early or is cancelled closes the
+                    # provider's stream now, not whenever the generator is collected.
+                    rest = self._rest(provider.name, iterator, first)
+                    async with contextlib.aclosing(rest):
+                        async for item in rest:
+                            yield item
+                    return
         raise self._final_error(call)
 
     async def _rest(
         self, provider: str, iterator: AsyncIterator[ItemT], first: ItemT
-    ) -> AsyncIterator[ItemT]:
+    ) -> AsyncGenerator[ItemT, None]:
         try:
             yield first
             while True:

@@ -69,10 +69,10 @@ async def running_bot(
     bot = app.build_bot(store)
     try:
         await discord_clients.start(bot)
+        await app.slot.set_role("active")
         yield bot, app
     finally:
-        if bot.sessions is not None:
-            await bot.sessions.shutdown()
+        await app.slot.set_role("standby")
         await discord_clients.close()
         await store.close()
 
@@ -90,11 +90,18 @@ async def test_a_spoken_question_gets_a_spoken_answer(
     await bot.sessions.start(voice_channel, started_by=alice.user.id, text_channel_id=None)
     call = fake_discord.voice.calls[channel.id]
     await call.wait_for_group({fake_discord.world.bot.id, alice.user.id})
+    await fake_discord.recorder.wait_for(
+        "dave_transition_executed", lambda e: e.data["channel_id"] == channel.id
+    )
     connection = await fake_discord.voice.wait_for_connection(fake_discord.guild.id)
 
     await alice.speak(question, realtime=True)
     # The answer is about 2 s of speech: wait for 1.5 s of it, then for the rest.
-    await connection.capture.wait_for_frames(75, within=30)
+    try:
+        await connection.capture.wait_for_frames(75, within=30)
+    except TimeoutError:
+        receiver = bot.sessions.sessions[fake_discord.guild.id].voice.receiver
+        raise AssertionError(f"no answer; receive stats {receiver.stats.snapshot()}") from None
     pipeline = bot.sessions.observer
     assert isinstance(pipeline, VoicePipeline)
     guild = pipeline.guilds[fake_discord.guild.id]

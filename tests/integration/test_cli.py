@@ -62,7 +62,15 @@ def test_check_valid_configuration_prints_summary(tmp_path: Path) -> None:
 def test_check_offline_default_loads_the_offline_stack() -> None:
     result = run_cli("check", "--offline")
     assert result.returncode == 0, result.output
-    for part in ("libopus", "davey", "soxr", "silero VAD", "espeak-ng"):
+    for part in (
+        "libopus",
+        "davey",
+        "soxr",
+        "silero VAD",
+        "espeak-ng",
+        "offline speech-to-text",
+        "offline voice",
+    ):
         assert any(line.startswith("ok") and part in line for line in result.stdout.splitlines())
     assert "configuration OK" in result.stdout
 

@@ -160,6 +160,10 @@ MALFORMED = [
     ("MAX_SESSIONS", "0", "from 1 to 10000"),
     ("SHARD_COUNT", "0", "from 1 to 10000"),
     ("SHARD_IDS", "1,1", "comma-separated shard numbers"),
+    ("DRAIN_SECONDS", "601", "from 0 to 600"),
+    ("SLOT_NAME", "blue green", "a slot name"),
+    ("SLOT_ROLE", "primary", "active or standby"),
+    ("OPS_ADMIN_TOKEN", " ", "a bearer token"),
 ]
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
 import aiohttp
 import discord
 import structlog
@@ -22,6 +25,26 @@ def bot_intents() -> discord.Intents:
     return intents
 
 
+InteractionGate = Callable[[discord.Interaction], Awaitable[bool]]
+
+
+async def _always(interaction: discord.Interaction) -> bool:
+    return True
+
+
+class GatedCommandTree(app_commands.CommandTree):
+    """A command tree that answers only interactions its gate lets through.
+
+    Both blue-green slots receive every interaction; the gate lets only the active slot
+    answer, and only once per interaction.
+    """
+
+    gate: InteractionGate = staticmethod(_always)
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        return await self.gate(interaction)
+
+
 class VoiceBot(discord.Client):
     """discord.py client that mirrors its gateway state into :class:`AppStatus`."""
 
@@ -37,17 +60,18 @@ class VoiceBot(discord.Client):
         self._status = status
         self._metrics = metrics
         self._command_guild = discord.Object(command_guild_id) if command_guild_id else None
-        self.tree = app_commands.CommandTree(self)
+        self.tree = GatedCommandTree(self)
+        self.connected_once = asyncio.Event()
         self.tree.on_error = self._on_command_error  # type: ignore[method-assign]
         self.sessions: VoiceSessionManager | None = None
-        self._restored = False
 
     def attach(self, sessions: VoiceSessionManager, commands: app_commands.Group) -> None:
         """Plug in the session manager and the ``/voice`` commands (before ``start``)."""
         self.sessions = sessions
         self.tree.add_command(commands, guild=self._command_guild)
 
-    async def setup_hook(self) -> None:
+    async def sync_commands(self) -> None:
+        """Register the slash commands (with the guild of DISCORD_GUILD_ID, or globally)."""
         synced = await self.tree.sync(guild=self._command_guild)
         log.info(
             "slash commands synced",
@@ -73,12 +97,7 @@ class VoiceBot(discord.Client):
             "connected to Discord",
             context={"bot_user_id": user.id if user else None, "guilds": len(self.guilds)},
         )
-        if self.sessions is not None and not self._restored:
-            self._restored = True
-            rejoined = await self.sessions.restore()
-            self.sessions.start_idle_watch()
-            if rejoined:
-                log.info("rejoined voice channels", context={"guilds": [str(g) for g in rejoined]})
+        self.connected_once.set()
 
     async def on_resumed(self) -> None:
         self._set_connected(True)

@@ -56,4 +56,6 @@ def make_connector(endpoints: DiscordEndpoints) -> aiohttp.TCPConnector | None:
     """A connector for ``discord.Client(connector=...)``; None keeps discord.py's default."""
     if endpoints.ca_bundle is None:
         return None
-    return aiohttp.TCPConnector(ssl=ssl_context(endpoints))
+    # limit=0 as discord.py's own default: every voice websocket holds a connection, and
+    # aiohttp's default pool of 100 would hang the 97th voice channel.
+    return aiohttp.TCPConnector(ssl=ssl_context(endpoints), limit=0)

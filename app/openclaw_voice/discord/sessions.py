@@ -27,6 +27,12 @@ from openclaw_voice.store.state import StateStore, StoreError
 log = structlog.get_logger(__name__)
 
 
+# Reasons for leaving that this process chose (or was told to, by a command or an admin).
+REQUESTED_LEAVES = frozenset(
+    {"stop", "alone", "idle", "shutdown", "guild_removed", "channel_deleted"}
+)
+
+
 class VoiceConnectError(Exception):
     """Joining a voice channel failed after every attempt; the message is for users."""
 
@@ -263,7 +269,9 @@ class VoiceSessionManager:
                 if session.voice.is_connected():
                     await session.voice.disconnect(force=False)
                 if self._metrics is not None:
-                    self._metrics.discord_voice_disconnect_total.labels(reason=reason).inc()
+                    # Alerts watch for disconnects nobody asked for; the detail is in the log.
+                    label = "requested" if reason in REQUESTED_LEAVES else reason
+                    self._metrics.discord_voice_disconnect_total.labels(reason=label).inc()
             finally:
                 self.sessions.pop(guild_id, None)
                 self._leaving.discard(guild_id)

@@ -24,6 +24,8 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
+from openclaw_voice import __version__
+
 # Pinned to the classic 0.0.4 text format every Prometheus release recognises, rather than
 # prometheus_client's CONTENT_TYPE_LATEST (version=1.0.0 in current releases); the body is the same
 # for the legacy-valid names used here.
@@ -102,6 +104,8 @@ REQUIRED_METRIC_NAMES: tuple[str, ...] = (
     "pipeline_turns_total",
     "discord_gateway_connected",
     "discord_voice_disconnect_total",
+    "openclaw_voice_slot_active",
+    "openclaw_voice_build_info",
     "store_errors_total",
     "system_cpu_usage_ratio",
     "system_memory_usage_bytes",
@@ -152,11 +156,13 @@ class ResourceCollector:
         clock: Callable[[], float] = time.monotonic,
         cpu_clock: Callable[[], float] = time.process_time,
         cpus: int | None = None,
+        cgroup_root: Path = Path("/sys/fs/cgroup"),
     ) -> None:
         # Public and settable: the ops server fills it in from its AppStatus when the
         # Metrics were built without one.
         self.loop_lag = loop_lag
         self._proc_root = proc_root
+        self._cgroup_root = cgroup_root
         self._clock = clock
         self._cpu_clock = cpu_clock
         self._cpus = cpus if cpus is not None else _available_cpus()
@@ -171,7 +177,10 @@ class ResourceCollector:
         return self._families()
 
     def collect(self) -> Iterable[Metric]:
-        cpu, memory, lag, process = self._families()
+        cpu, memory, lag, limit, process = self._families()
+        memory_max = self.memory_limit_bytes()
+        if memory_max is not None:
+            limit.add_metric([], memory_max)
         cpu.add_metric([], self.cpu_usage_ratio())
         used = self.system_memory_used_bytes()
         if used is not None:
@@ -180,7 +189,17 @@ class ResourceCollector:
             lag.add_metric([], self.loop_lag())
         for kind, value in self.process_memory_bytes().items():
             process.add_metric([kind], value)
-        return [cpu, memory, lag, process]
+        return [cpu, memory, lag, limit, process]
+
+    def memory_limit_bytes(self) -> int | None:
+        """The cgroup v2 ``memory.max`` of this process (systemd's MemoryMax=), if limited."""
+        try:
+            lines = (self._proc_root / "self" / "cgroup").read_text().splitlines()
+            path = next(line.split(":", 2)[2] for line in lines if line.startswith("0::"))
+            text = (self._cgroup_root / path.lstrip("/") / "memory.max").read_text().strip()
+        except (OSError, StopIteration, IndexError):
+            return None
+        return int(text) if text.isdigit() else None
 
     def cpu_usage_ratio(self) -> float:
         with self._lock:
@@ -218,6 +237,10 @@ class ResourceCollector:
             ),
             GaugeMetricFamily(
                 "system_event_loop_lag_seconds", "Lateness of the last event-loop monitor tick."
+            ),
+            GaugeMetricFamily(
+                "system_memory_limit_bytes",
+                "Memory limit of this process's cgroup (MemoryMax=); absent when unlimited.",
             ),
             GaugeMetricFamily(
                 "node_process_memory_bytes",
@@ -448,6 +471,18 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self.openclaw_voice_slot_active = Gauge(
+            "openclaw_voice_slot_active",
+            "1 while this process is the active slot (holds the active lock), else 0.",
+            registry=registry,
+        )
+        self.openclaw_voice_build_info = Gauge(
+            "openclaw_voice_build_info",
+            "Always 1; the version label says which release this process runs.",
+            ["version"],
+            registry=registry,
+        )
+        self.openclaw_voice_build_info.labels(version=__version__).set(1)
         self.store_errors_total = Counter(
             "store_errors_total",
             "State database errors by operation.",

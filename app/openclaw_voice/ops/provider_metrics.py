@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from openclaw_voice.errors import ErrorKind, Stage
 from openclaw_voice.ops.metrics import Metrics
 from openclaw_voice.resilience import Attempt, Observer
+from openclaw_voice.tts.base import SpeechRequest
+from openclaw_voice.tts.registry import SynthesisStats
 
 
 def provider_observer(metrics: Metrics) -> Observer:
@@ -41,3 +45,19 @@ def provider_observer(metrics: Metrics) -> Observer:
             errors.labels(provider=provider, error_type=attempt.error.kind.name.lower()).inc()
 
     return observe
+
+
+def tts_stats_recorder(metrics: Metrics) -> Callable[[SpeechRequest, SynthesisStats], None]:
+    """Records each finished speech stream: duration, bytes, characters, guild usage."""
+
+    def record(request: SpeechRequest, stats: SynthesisStats) -> None:
+        provider = stats.provider or "none"
+        metrics.tts_request_duration_seconds.labels(provider=provider).observe(stats.seconds)
+        metrics.tts_bytes_generated_total.labels(provider=provider).inc(stats.bytes)
+        metrics.tts_characters_total.labels(provider=provider).inc(stats.characters)
+        if request.guild_id is not None:
+            metrics.guild_usage_total.labels(
+                guild_id=str(request.guild_id), provider=provider, kind="tts_characters"
+            ).inc(stats.characters)
+
+    return record

@@ -87,6 +87,7 @@ class OpsServer:
         host: str = "127.0.0.1",
         port: int = 8080,
         max_loop_lag: float = 1.0,
+        admin: Handler | None = None,
     ) -> None:
         if max_loop_lag <= 0:
             raise ValueError(f"max_loop_lag must be positive, got {max_loop_lag!r}")
@@ -98,6 +99,7 @@ class OpsServer:
         self._host = host
         self._port = port
         self._max_loop_lag = max_loop_lag
+        self._admin = admin
         self._runner: web.AppRunner | None = None
         self._owns_monitor = False
 
@@ -168,6 +170,9 @@ class OpsServer:
         # PROMETHEUS_ENABLED=false: no route at all, so /metrics is an ordinary 404.
         if self._metrics is not None:
             app.router.add_get("/metrics", _metrics_handler(self._metrics))
+        if self._admin is not None:
+            app.router.add_route("GET", "/admin/role", self._admin)
+            app.router.add_route("POST", "/admin/role", self._admin)
         return app
 
     async def _live(self, request: web.Request) -> web.Response:

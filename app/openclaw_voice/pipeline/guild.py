@@ -86,6 +86,7 @@ class GuildPipeline:
         self.last_outcome: TurnOutcome | None = None
         self._current: asyncio.Task[TurnOutcome] | None = None
         self._responding = False
+        self.accepting = True
         self._worker = asyncio.create_task(self._work(), name=f"turns-{guild_id}")
 
     @property
@@ -133,6 +134,8 @@ class GuildPipeline:
             self.interrupt()
 
     def _on_utterance(self, utterance: Utterance) -> None:
+        if not self.accepting:
+            return  # draining for a shutdown or a slot flip: no new turns
         self.context.touch()
         request = TurnRequest(
             guild_id=self.guild_id,
@@ -209,6 +212,13 @@ class GuildPipeline:
             await post(text[:2000])
         except Exception as error:  # a transcript post must never break the conversation
             log.warning("could not post the transcript", error=str(error))
+
+    async def drain(self, within: float) -> None:
+        """Take no new turns; let the reply in progress finish, for at most ``within`` s."""
+        self.accepting = False
+        current = self._current
+        if current is not None and within > 0:
+            await asyncio.wait({current}, timeout=within)
 
     async def close(self) -> None:
         self.interrupt()

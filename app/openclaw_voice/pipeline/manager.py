@@ -6,6 +6,8 @@ shared frame clock and VAD pool, and answers the slash commands that need the ag
 
 from __future__ import annotations
 
+import asyncio
+
 import discord
 import structlog
 
@@ -152,6 +154,11 @@ class VoicePipeline:
         pipeline = self.guilds.get(guild_id)
         if pipeline is not None:
             pipeline.set_opted_out(user_id, opted_out)
+
+    async def drain(self, within: float) -> None:
+        """Let every guild's reply in progress finish (together, bounded by ``within``)."""
+        if self.guilds:
+            await asyncio.gather(*(pipeline.drain(within) for pipeline in self.guilds.values()))
 
     async def close(self) -> None:
         for guild_id in list(self.guilds):

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import shutil
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -214,6 +215,21 @@ class StateStore:
             ) as cursor,
         ):
             return {int(row[0]) for row in await cursor.fetchall()}
+
+    # --- interaction claims -------------------------------------------------------------
+
+    async def claim_interaction(self, interaction_id: int, slot: str) -> bool:
+        """True for the first slot to claim an interaction; claims older than 1 h expire."""
+        now = time.time()
+        async with self._operation("claim_interaction") as db:
+            cursor = await db.execute(
+                "INSERT OR IGNORE INTO interaction_claims (interaction_id, slot, claimed_at)"
+                " VALUES (?, ?, ?)",
+                (interaction_id, slot, now),
+            )
+            claimed = cursor.rowcount == 1
+            await db.execute("DELETE FROM interaction_claims WHERE claimed_at < ?", (now - 3600,))
+        return claimed
 
     # --- usage --------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Speech-to-text: the protocol, cloud providers (OpenAI, ElevenLabs, Google, Azure), chain."""

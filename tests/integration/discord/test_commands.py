@@ -29,7 +29,7 @@ class Harness:
         self, name: str, *, user: Any = None, options: dict[str, Any] | None = None
     ) -> tuple[str, bool, InteractionRecord]:
         """Invoke ``/voice <name>``; return the reply text, whether ephemeral, the record."""
-        record = await self.fake.invoke_slash_command("voice", {name: options}, user=user)
+        record = await self.fake.invoke_slash_command(f"voice {name}", options, user=user)
         dispatched = time.monotonic()
         first = await self.fake.recorder.wait_for(
             "interaction_response", lambda e: e.data["interaction_id"] == record.id
@@ -62,18 +62,19 @@ def bot_settings(fake: FakeDiscord, state_dir: Path, **extra: str) -> Any:
 
 
 async def start_harness(
-    fake: FakeDiscord, clients: ClientRunner, state_dir: Path, **extra: str
+    fake: FakeDiscord, clients: ClientRunner, state_dir: Path, *, active: bool = True, **extra: str
 ) -> Harness:
     app = Application(bot_settings(fake, state_dir, **extra))
     store = await StateStore.open(state_dir)
     bot = app.build_bot(store)
     await clients.start(bot)
+    if active:
+        await app.slot.set_role("active")
     return Harness(fake, bot, store, app)
 
 
 async def stop_harness(harness: Harness, clients: ClientRunner) -> None:
-    if harness.bot.sessions is not None:
-        await harness.bot.sessions.shutdown()
+    await harness.app.slot.set_role("standby")
     await clients.close()
     if harness.app.pipeline is not None:
         await harness.app.pipeline.runner.aclose()
@@ -121,6 +122,31 @@ async def test_start_joins_persists_and_stop_leaves(harness: Harness) -> None:
     assert await harness.store.desired_presence() == []
     text, _, _ = await harness.run("stop", user=alice.user)
     assert text == "I wasn't in a voice channel."
+
+
+async def test_ask_answers_in_text(harness: Harness) -> None:
+    text, ephemeral, _ = await harness.run("ask", options={"question": "What time is it?"})
+    assert text.startswith("It's ")
+    assert text.endswith("UTC.")
+    assert not ephemeral
+
+
+async def test_settings_are_for_admins_and_change_addressing(harness: Harness) -> None:
+    fake = harness.fake
+    bob = await fake.add_simulated_user("bob")
+    text, ephemeral, _ = await harness.run("settings", user=bob.user, options={"mode": "open"})
+    assert text == "Only members who can manage the server may."
+    assert ephemeral
+    text, ephemeral, _ = await harness.run(
+        "settings", options={"mode": "wake", "wake_name": "Jarvis", "end_of_speech_ms": 700}
+    )
+    assert text.startswith("Mode wake, wake name Jarvis, end of speech 700 ms")
+    settings = await harness.store.guild_settings(fake.guild.id)
+    assert (settings.addressing_mode, settings.wake_name, settings.end_of_speech_ms) == (
+        "wake",
+        "Jarvis",
+        700,
+    )
 
 
 async def test_optout_is_stored_and_applied(harness: Harness) -> None:
@@ -183,9 +209,7 @@ async def test_state_survives_a_restart_and_the_bot_rejoins(
     alice = await fake_discord.add_simulated_user("alice", channel=channel)
     first = await start_harness(fake_discord, discord_clients, tmp_path)
     await first.run("start", user=alice.user)
-    assert first.bot.sessions is not None
-    await first.bot.sessions.shutdown()  # a restart keeps the desired presence
-    await stop_harness(first, discord_clients)
+    await stop_harness(first, discord_clients)  # a restart keeps the desired presence
     assert [p.channel_id for p in await_presence(tmp_path)] == [channel.id]
 
     second = await start_harness(fake_discord, discord_clients, tmp_path)

@@ -228,5 +228,23 @@ def test_describe_names_the_scrape_time_families() -> None:
         "system_cpu_usage_ratio",
         "system_memory_usage_bytes",
         "system_event_loop_lag_seconds",
+        "system_memory_limit_bytes",
         "node_process_memory_bytes",
     ]
+
+
+@pytest.mark.parametrize(("limit", "expected"), [("1073741824\n", 1073741824), ("max\n", None)])
+def test_memory_limit_comes_from_the_cgroup(
+    tmp_path: Path, limit: str, expected: int | None
+) -> None:
+    (tmp_path / "proc" / "self").mkdir(parents=True)
+    (tmp_path / "proc" / "self" / "cgroup").write_text("0::/system.slice/voice.service\n")
+    unit = tmp_path / "cgroup" / "system.slice" / "voice.service"
+    unit.mkdir(parents=True)
+    (unit / "memory.max").write_text(limit)
+    collector = ResourceCollector(proc_root=tmp_path / "proc", cgroup_root=tmp_path / "cgroup")
+    assert collector.memory_limit_bytes() == expected
+
+
+def test_memory_limit_absent_without_cgroup_file(tmp_path: Path) -> None:
+    assert ResourceCollector(proc_root=tmp_path).memory_limit_bytes() is None

@@ -1,0 +1,110 @@
+"""Hearing users through the real discord.py client, with DAVE as Discord runs it today."""
+
+from __future__ import annotations
+
+import asyncio
+
+import discord
+import numpy as np
+import pytest
+
+from openclaw_voice.audio.packets import OpusPacket
+from openclaw_voice.discord.voice_client import ListeningVoiceClient
+from tests.fakes.discord import FakeDiscord, SimulatedUser, dominant_frequency, opus_decoder
+from tests.fakes.discord.fixtures import ClientRunner
+from tests.integration.fake_discord.helpers import VoiceBot, tone
+
+
+class CollectingSink:
+    def __init__(self) -> None:
+        self.packets: dict[int, list[OpusPacket]] = {}
+        self.left: list[int] = []
+        self._changed = asyncio.Event()
+
+    def on_packet(self, user_id: int, packet: OpusPacket) -> None:
+        self.packets.setdefault(user_id, []).append(packet)
+        self._changed.set()
+
+    def on_user_left(self, user_id: int) -> None:
+        self.left.append(user_id)
+        self._changed.set()
+
+    async def wait_until(self, done: object, within: float = 15) -> None:
+        assert callable(done)
+        async with asyncio.timeout(within):
+            while not done():
+                self._changed.clear()
+                await self._changed.wait()
+
+
+async def join_listening(
+    fake: FakeDiscord, clients: ClientRunner, names: list[str]
+) -> tuple[ListeningVoiceClient, list[SimulatedUser], CollectingSink]:
+    channel = fake.voice_channel()
+    sims = [await fake.add_simulated_user(name, channel=channel) for name in names]
+    bot = await clients.start(VoiceBot(**clients.client_kwargs()))
+    voice_channel = bot.get_channel(channel.id)
+    assert isinstance(voice_channel, discord.VoiceChannel)
+    voice = await asyncio.wait_for(
+        voice_channel.connect(cls=ListeningVoiceClient, timeout=10, self_deaf=False), 15
+    )
+    assert isinstance(voice, ListeningVoiceClient)
+    sink = CollectingSink()
+    voice.listen(sink)
+    if fake.voice.dave_protocol_version:
+        call = fake.voice.calls[channel.id]
+        await call.wait_for_group({fake.world.bot.id, *(sim.user.id for sim in sims)})
+        await fake.recorder.wait_for(
+            "dave_transition_executed", lambda e: e.data["channel_id"] == channel.id
+        )
+    return voice, sims, sink
+
+
+def decoded_frequency(packets: list[OpusPacket]) -> float:
+    decoder = opus_decoder()
+    ordered = sorted(packets, key=lambda p: p.sequence)
+    pcm = b"".join(decoder.decode(p.payload, fec=False) for p in ordered)
+    samples = np.frombuffer(pcm, dtype=np.int16).reshape(-1, 2).mean(axis=1) / 32768
+    return dominant_frequency(samples)
+
+
+@pytest.mark.parametrize(
+    "fake_discord", [{"dave_protocol_version": 1}, {"dave_protocol_version": 0}], indirect=True
+)
+async def test_each_user_is_heard_separately(
+    fake_discord: FakeDiscord, discord_clients: ClientRunner
+) -> None:
+    voice, (alice, bob, carol), sink = await join_listening(
+        fake_discord, discord_clients, ["alice", "bob", "carol"]
+    )
+    frequencies = {alice: 300.0, bob: 450.0, carol: 600.0}
+    await asyncio.gather(
+        *(sim.speak(tone(hz, 0.6), realtime=True) for sim, hz in frequencies.items())
+    )
+    users = {sim.user.id: sim for sim in frequencies}
+    try:
+        await sink.wait_until(lambda: all(len(sink.packets.get(u, [])) >= 30 for u in users))
+    except TimeoutError:
+        counts = {u: len(sink.packets.get(u, [])) for u in users}
+        raise AssertionError(f"{counts} {voice.receiver.stats.snapshot()}") from None
+    for user_id, sim in users.items():
+        assert abs(decoded_frequency(sink.packets[user_id]) - frequencies[sim]) < 5
+    stats = voice.receiver.stats.snapshot()
+    assert stats.get("transport_decrypt", 0) == 0
+    assert stats.get("dave_decrypt", 0) == 0
+
+
+async def test_garbage_and_strangers_do_not_stop_hearing(
+    fake_discord: FakeDiscord, discord_clients: ClientRunner
+) -> None:
+    voice, (alice,), sink = await join_listening(fake_discord, discord_clients, ["alice"])
+    faults = fake_discord.controls.packets
+    faults.malformed = 20
+    faults.unknown_ssrc = 20
+    faults.rtcp = 20
+    await alice.speak(tone(300, 1.0), realtime=True)
+    await sink.wait_until(lambda: len(sink.packets.get(alice.user.id, [])) >= 25)
+    stats = voice.receiver.stats.snapshot()
+    assert stats.get("malformed", 0) + stats.get("transport_decrypt", 0) > 0
+    assert stats.get("ignored", 0) > 0
+    assert abs(decoded_frequency(sink.packets[alice.user.id]) - 300) < 5

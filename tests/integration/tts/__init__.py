@@ -1,0 +1,1 @@
+"""Cloud TTS providers through their real SDK/REST clients against local fakes."""

@@ -1,0 +1,1 @@
+"""Tests of the text-to-speech text handling, cache, registry and helpers."""
