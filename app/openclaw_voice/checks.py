@@ -17,6 +17,7 @@ import aiohttp
 from openclaw_voice.config import Settings
 from openclaw_voice.discord.endpoints import ssl_context
 from openclaw_voice.secret import Secret
+from openclaw_voice.tts.azure import base_url_for as azure_tts_base_url
 
 ONLINE_TIMEOUT_SECONDS = 10.0
 
@@ -157,15 +158,8 @@ async def online_checks(settings: Settings) -> list[CheckResult]:
                     {"Authorization": f"Bot {settings.discord_token.reveal()}"},
                 )
             )
-        unverifiable: list[CheckResult] = []
         for provider, key in _provider_keys(settings):
-            verify = _VERIFIERS.get(provider)
-            if verify is None:
-                unverifiable.append(
-                    CheckResult(f"{provider} key", ok=True, detail="set; no online check yet")
-                )
-            else:
-                checks.append(verify(session, settings, key))
+            checks.append(_VERIFIERS[provider](session, settings, key))
         if "openclaw" in settings.agent_provider and settings.openclaw_gateway_token:
             checks.append(
                 _get(
@@ -175,7 +169,7 @@ async def online_checks(settings: Settings) -> list[CheckResult]:
                     {"Authorization": f"Bearer {settings.openclaw_gateway_token.reveal()}"},
                 )
             )
-        return [*await asyncio.gather(*checks), *unverifiable]
+        return list(await asyncio.gather(*checks))
 
 
 def _provider_keys(settings: Settings) -> list[tuple[str, Secret]]:
@@ -219,9 +213,38 @@ def _verify_elevenlabs(
     )
 
 
+def _verify_google(
+    session: aiohttp.ClientSession, settings: Settings, key: Secret
+) -> Awaitable[CheckResult]:
+    # Listing voices is free and needs only a valid key; the key travels in a header so it
+    # never appears in a URL that a proxy might log.
+    return _get(
+        session,
+        "google key",
+        f"{settings.speech.google_tts_base_url.rstrip('/')}/v1/voices",
+        {"X-Goog-Api-Key": key.reveal()},
+    )
+
+
+def _verify_azure(
+    session: aiohttp.ClientSession, settings: Settings, key: Secret
+) -> Awaitable[CheckResult]:
+    base = settings.speech.azure_tts_base_url or azure_tts_base_url(
+        settings.azure_speech_region or ""
+    )
+    return _get(
+        session,
+        "azure key",
+        f"{base.rstrip('/')}/cognitiveservices/voices/list",
+        {"Ocp-Apim-Subscription-Key": key.reveal()},
+    )
+
+
 _VERIFIERS: dict[
     str, Callable[[aiohttp.ClientSession, Settings, Secret], Awaitable[CheckResult]]
 ] = {
     "openai": _verify_openai,
     "elevenlabs": _verify_elevenlabs,
+    "google": _verify_google,
+    "azure": _verify_azure,
 }

@@ -762,6 +762,8 @@ class Settings:
 
     def key_for(self, kind: Literal["stt", "tts"], provider: str) -> Secret | None:
         """The key a provider uses: STT_/TTS_API_KEY for the chain's first, else its own."""
+        if provider not in PROVIDER_KEY_VARIABLES:
+            return None  # local and other keyless providers
         chain = self.stt_provider if kind == "stt" else self.tts_provider
         first = chain[0] if chain else None
         if provider == first and f"{kind.upper()}_API_KEY" in self.provider_keys:

@@ -16,7 +16,10 @@ GOOD = "good-credential-0123456789"
 
 
 def _authorised(request: web.Request) -> bool:
-    header = request.headers.get("Authorization", "") + request.headers.get("xi-api-key", "")
+    header = "".join(
+        request.headers.get(name, "")
+        for name in ("Authorization", "xi-api-key", "X-Goog-Api-Key", "Ocp-Apim-Subscription-Key")
+    )
     return GOOD in header
 
 
@@ -33,7 +36,14 @@ async def _bad_gateway(request: web.Request) -> web.Response:
 @pytest.fixture
 async def provider_apis() -> AsyncIterator[str]:
     app = web.Application()
-    for path in ("/discord/users/@me", "/openai/v1/models", "/eleven/v1/user", "/claw/v1/models"):
+    for path in (
+        "/discord/users/@me",
+        "/openai/v1/models",
+        "/eleven/v1/user",
+        "/claw/v1/models",
+        "/google/v1/voices",
+        "/azure/cognitiveservices/voices/list",
+    ):
         app.router.add_get(path, _guarded)
     app.router.add_get("/broken/v1/models", _bad_gateway)
     runner = web.AppRunner(app)
@@ -57,9 +67,13 @@ def environment(base: str, **overrides: str) -> dict[str, str]:
     return {
         "DISCORD_TOKEN": GOOD,
         "DISCORD_API_BASE": f"{base}/discord",
-        "STT_PROVIDER": "openai,google",
+        "STT_PROVIDER": "openai,google,azure",
         "STT_API_KEY": GOOD,
         "GOOGLE_API_KEY": "google-key-0123456789",
+        "AZURE_SPEECH_KEY": GOOD,
+        "AZURE_SPEECH_REGION": "westeurope",
+        "GOOGLE_TTS_BASE_URL": f"{base}/google",
+        "AZURE_TTS_BASE_URL": f"{base}/azure",
         "TTS_PROVIDER": "elevenlabs",
         "TTS_API_KEY": "wrong-credential-000000",
         "AGENT_PROVIDER": "openclaw,openai",
@@ -80,7 +94,8 @@ async def test_online_checks_report_each_credential(provider_apis: str) -> None:
     assert not by_name["elevenlabs key"].ok
     assert by_name["elevenlabs key"].detail == "credential rejected (401)"
     assert by_name["OPENCLAW_GATEWAY_TOKEN"].ok
-    assert by_name["google key"].detail == "set; no online check yet"
+    assert by_name["google key"].detail == "credential rejected (401)"
+    assert by_name["azure key"].ok
     # openai keys the STT chain and the agent with the same key: checked once.
     assert [result.name for result in results].count("openai key") == 1
 
