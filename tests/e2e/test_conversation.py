@@ -21,13 +21,14 @@ from openclaw_voice.app import Application
 from openclaw_voice.audio.pcm import STT_SAMPLE_RATE, PcmAudio
 from openclaw_voice.config import load_settings
 from openclaw_voice.discord.client import VoiceBot
+from openclaw_voice.pipeline.guild import GuildPipeline
 from openclaw_voice.pipeline.manager import VoicePipeline
 from openclaw_voice.store.state import StateStore
 from openclaw_voice.stt.base import TranscriptionRequest
 from openclaw_voice.stt.local import LocalSpeechToText
 from openclaw_voice.tts.base import SpeechRequest
 from openclaw_voice.tts.local import LocalTextToSpeech
-from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord import FakeDiscord, SimulatedUser, VoiceConnection
 from tests.fakes.discord.fixtures import ClientRunner
 from tests.speech import word_error_rate
 
@@ -127,3 +128,67 @@ async def test_a_spoken_question_gets_a_spoken_answer(
     finally:
         await stt.aclose()
     assert word_error_rate(ANSWER, transcript.text) <= 0.25, transcript.text
+
+
+async def join_with(
+    fake: FakeDiscord, bot: VoiceBot, names: list[str]
+) -> tuple[list[SimulatedUser], VoiceConnection, GuildPipeline]:
+    channel = fake.voice_channel()
+    sims = [await fake.add_simulated_user(name, channel=channel) for name in names]
+    voice_channel = bot.get_channel(channel.id)
+    assert isinstance(voice_channel, discord.VoiceChannel)
+    assert bot.sessions is not None
+    await bot.sessions.start(voice_channel, started_by=sims[0].user.id, text_channel_id=None)
+    await fake.voice.calls[channel.id].wait_for_group(
+        {fake.world.bot.id, *(sim.user.id for sim in sims)}
+    )
+    await fake.recorder.wait_for(
+        "dave_transition_executed", lambda e: e.data["channel_id"] == channel.id
+    )
+    connection = await fake.voice.wait_for_connection(fake.guild.id)
+    pipeline = bot.sessions.observer
+    assert isinstance(pipeline, VoicePipeline)
+    return sims, connection, pipeline.guilds[fake.guild.id]
+
+
+async def test_with_two_people_only_the_one_who_says_the_wake_name_is_answered(
+    fake_discord: FakeDiscord, running_bot: tuple[VoiceBot, Application]
+) -> None:
+    bot, _ = running_bot
+    addressed = await synthesize_48k_stereo("OpenClaw, repeat after me: the door is open.")
+    chatter = await synthesize_48k_stereo("Repeat after me: the window is closed.")
+    (alice, bob), connection, guild = await join_with(fake_discord, bot, ["alice", "bob"])
+
+    await asyncio.gather(alice.speak(addressed), bob.speak(chatter))
+    async with asyncio.timeout(60):
+        while len(guild.outcomes) < 2:
+            await connection.capture.wait_for_frames(len(connection.capture.frames) + 1)
+    by_user = {request.user_id: outcome for request, outcome in guild.outcomes}
+    assert by_user[bob.user.id].status == "ignored"  # two humans, no wake name
+    answered = by_user[alice.user.id]
+    assert answered.status == "completed"
+    assert answered.reply.strip().lower() == "the door is open."
+    remembered = [m for m in guild.agent_session.history if m.role == "user"]
+    assert [(m.name or "").lower() for m in remembered] == ["alice"]  # its speaker
+
+
+async def test_speaking_over_the_bot_interrupts_it(
+    fake_discord: FakeDiscord, running_bot: tuple[VoiceBot, Application]
+) -> None:
+    bot, _ = running_bot
+    question = await synthesize_48k_stereo(
+        "Repeat after me: one two three four five six seven eight nine ten eleven twelve "
+        "thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty."
+    )
+    interruption = await synthesize_48k_stereo("Stop, stop.")
+    (alice,), connection, guild = await join_with(fake_discord, bot, ["alice"])
+
+    await alice.speak(question)
+    await connection.capture.wait_for_frames(25, within=60)  # the answer has started
+    heard_before = len(connection.capture.frames)
+    await alice.speak(interruption)
+    async with asyncio.timeout(30):
+        while not any(outcome.status == "interrupted" for _, outcome in guild.outcomes):
+            await connection.capture.wait_for_frames(len(connection.capture.frames) + 1)
+    # The long answer (about 8 s) was cut: far fewer frames than it would have taken.
+    assert len(connection.capture.frames) - heard_before < 300

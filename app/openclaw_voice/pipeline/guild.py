@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -29,6 +30,8 @@ from openclaw_voice.pipeline.turn import AudioOut, TurnOutcome, TurnRequest, Tur
 from openclaw_voice.store.state import GuildSettings
 
 log = structlog.get_logger(__name__)
+
+RECENT_TURNS = 20  # kept for /voice status and tests; bounded so long sessions stay small
 
 
 class Speaker(AudioOut, Protocol):
@@ -82,7 +85,7 @@ class GuildPipeline:
         )
         self.streams: dict[int, UserAudioStream] = {}
         self.turns: asyncio.Queue[TurnRequest] = asyncio.Queue(queue_size)
-        self.outcomes: list[TurnOutcome] = []
+        self.outcomes: deque[tuple[TurnRequest, TurnOutcome]] = deque(maxlen=RECENT_TURNS)
         self.last_outcome: TurnOutcome | None = None
         self._current: asyncio.Task[TurnOutcome] | None = None
         self._responding = False
@@ -190,6 +193,7 @@ class GuildPipeline:
         if outcome.status != "interrupted":
             self.speaker.finish()  # stop sending silence once the reply has played
         self.last_outcome = outcome
+        self.outcomes.append((request, outcome))
         if outcome.status in ("completed", "error") and outcome.transcript is not None:
             self.context.touch()
             await self._mirror(request, outcome)
