@@ -23,7 +23,11 @@ from openclaw_voice.discord.ratelimit import CommandLimits
 from openclaw_voice.discord.sessions import SessionPolicy, VoiceSessionManager
 from openclaw_voice.ops.admin import role_handler
 from openclaw_voice.ops.metrics import Metrics
-from openclaw_voice.ops.provider_metrics import provider_observer, tts_stats_recorder
+from openclaw_voice.ops.provider_metrics import (
+    agent_usage_recorder,
+    provider_observer,
+    tts_stats_recorder,
+)
 from openclaw_voice.ops.server import OpsServer
 from openclaw_voice.ops.slot import ActiveLock, RoleConflict, SlotController
 from openclaw_voice.ops.status import AppStatus, LoopMonitor
@@ -258,7 +262,11 @@ def build_turn_runner(settings: Settings, metrics: Metrics | None) -> TurnRunner
     )
     return TurnRunner(
         stt=stt,
-        agent=build_agent_chain(settings, observer=observer),
+        agent=build_agent_chain(
+            settings,
+            observer=observer,
+            usage_observer=agent_usage_recorder(metrics) if metrics else None,
+        ),
         tts=CachedTextToSpeech(
             ChainTextToSpeech(tts, on_stats=tts_stats_recorder(metrics) if metrics else None)
         ),

@@ -133,7 +133,7 @@ class VoiceReceiver:
         self._sink: PacketSink | None = None
         self._loop = loop
         self._max_decrypt_failures = max_decrypt_failures
-        self._on_decrypt_failures = on_decrypt_failures
+        self.on_decrypt_failures = on_decrypt_failures
         self._metrics = metrics
         self._clock = clock
         self.stats = ReceiveStats()
@@ -269,9 +269,9 @@ class VoiceReceiver:
     def _request_rejoin(self) -> None:
         self.stats.add("rejoin_requested")
         log.warning("sustained DAVE decrypt failures; asking to rejoin the voice channel")
-        if self._on_decrypt_failures is not None:
+        if self.on_decrypt_failures is not None:
             with contextlib.suppress(RuntimeError):  # loop closed: shutting down anyway
-                self._loop.call_soon_threadsafe(self._on_decrypt_failures)
+                self._loop.call_soon_threadsafe(self.on_decrypt_failures)
 
     def _current_decryptor(self) -> TransportDecryptor | None:
         key = self._connection.secret_key

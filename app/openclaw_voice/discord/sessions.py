@@ -29,7 +29,7 @@ log = structlog.get_logger(__name__)
 
 # Reasons for leaving that this process chose (or was told to, by a command or an admin).
 REQUESTED_LEAVES = frozenset(
-    {"stop", "alone", "idle", "shutdown", "guild_removed", "channel_deleted"}
+    {"stop", "alone", "idle", "shutdown", "guild_removed", "channel_deleted", "rejoin"}
 )
 
 
@@ -111,6 +111,8 @@ class VoiceSessionManager:
         self._locks: dict[int, asyncio.Lock] = {}
         self._idle_task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
+        self._rejoining: set[int] = set()
+        self._background: set[asyncio.Task[None]] = set()
 
     async def wait_until(self, condition: Callable[[], bool], within: float = 30.0) -> None:
         """Wait until ``condition()`` holds after some session started or ended."""
@@ -153,6 +155,7 @@ class VoiceSessionManager:
                 session = VoiceSession(
                     guild_id, channel.id, await self._connect(channel), started_by, text_channel_id
                 )
+                session.voice.receiver.on_decrypt_failures = lambda: self._rejoin_soon(guild_id)
                 self.sessions[guild_id] = session
                 self._count()
             await self._remember(session)
@@ -215,6 +218,33 @@ class VoiceSessionManager:
                 started_by=session.started_by,
                 text_channel_id=session.text_channel_id,
             )
+
+    def _rejoin_soon(self, guild_id: int) -> None:
+        """Sustained DAVE decrypt failures: leave and join again, as Discord clients do."""
+        session = self.sessions.get(guild_id)
+        if session is None or guild_id in self._rejoining:
+            return
+        self._rejoining.add(guild_id)
+
+        async def rejoin() -> None:
+            try:
+                guild = self._client.get_guild(guild_id)
+                channel = guild.get_channel(session.channel_id) if guild else None
+                await self.stop(guild_id, reason="rejoin", forget=False)
+                if isinstance(channel, discord.VoiceChannel | discord.StageChannel):
+                    await self.start(
+                        channel,
+                        started_by=session.started_by,
+                        text_channel_id=session.text_channel_id,
+                    )
+            except VoiceConnectError as error:
+                log.error("rejoin after decrypt failures failed", error=str(error))
+            finally:
+                self._rejoining.discard(guild_id)
+
+        task = asyncio.create_task(rejoin(), name=f"rejoin-{guild_id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def restore(self) -> list[int]:
         """Rejoin the channels recorded in the state store (those of guilds we serve)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from openclaw_voice.agent.usage import AgentUsage
 from openclaw_voice.errors import ErrorKind, Stage
 from openclaw_voice.ops.metrics import Metrics
 from openclaw_voice.resilience import Attempt, Observer
@@ -59,5 +60,28 @@ def tts_stats_recorder(metrics: Metrics) -> Callable[[SpeechRequest, SynthesisSt
             metrics.guild_usage_total.labels(
                 guild_id=str(request.guild_id), provider=provider, kind="tts_characters"
             ).inc(stats.characters)
+
+    return record
+
+
+def agent_usage_recorder(metrics: Metrics) -> Callable[[AgentUsage], None]:
+    """Records each agent reply: duration, tokens by kind, and the guild's LLM usage."""
+
+    def record(usage: AgentUsage) -> None:
+        metrics.agent_request_duration_seconds.labels(provider=usage.provider).observe(
+            usage.duration_seconds
+        )
+        tokens = 0
+        for kind, count in (
+            ("prompt", usage.prompt_tokens),
+            ("completion", usage.completion_tokens),
+        ):
+            if count is not None:
+                metrics.agent_tokens_total.labels(provider=usage.provider, kind=kind).inc(count)
+                tokens += count
+        if usage.guild_id is not None and tokens:
+            metrics.guild_usage_total.labels(
+                guild_id=str(usage.guild_id), provider=usage.provider, kind="llm_tokens"
+            ).inc(tokens)
 
     return record

@@ -230,3 +230,21 @@ def await_presence(state_dir: Path) -> list[Any]:
             "SELECT guild_id, channel_id FROM guild_voice_state WHERE desired = 1"
         ).fetchall()
     return [type("P", (), {"guild_id": r[0], "channel_id": r[1]}) for r in rows]
+
+
+async def test_sustained_decrypt_failures_make_the_bot_rejoin(harness: Harness) -> None:
+    fake = harness.fake
+    channel = fake.voice_channel()
+    alice = await fake.add_simulated_user("alice", channel=channel)
+    await harness.run("start", user=alice.user)
+    sessions = harness.bot.sessions
+    assert sessions is not None
+    first = sessions.sessions[fake.guild.id]
+    callback = first.voice.receiver.on_decrypt_failures
+    assert callback is not None
+    callback()  # what the receive layer does after a run of DAVE failures
+    await sessions.wait_until(
+        lambda: fake.guild.id in sessions.sessions and sessions.sessions[fake.guild.id] is not first
+    )
+    assert await bot_channel(fake) == channel.id
+    assert [p.channel_id for p in await harness.store.desired_presence()] == [channel.id]

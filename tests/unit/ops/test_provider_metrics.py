@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from openclaw_voice.agent.usage import AgentUsage
 from openclaw_voice.errors import ErrorKind, ProviderError, Stage
 from openclaw_voice.ops.metrics import Metrics
-from openclaw_voice.ops.provider_metrics import provider_observer
+from openclaw_voice.ops.provider_metrics import (
+    agent_usage_recorder,
+    provider_observer,
+    tts_stats_recorder,
+)
 from openclaw_voice.resilience import Attempt
+from openclaw_voice.tts.base import SpeechRequest
+from openclaw_voice.tts.registry import SynthesisStats
 
 
 def value(metrics: Metrics, name: str, **labels: str) -> float:
@@ -35,3 +42,30 @@ def test_success_and_failure_are_counted(stage: Stage, prefix: str, latency: str
     errors = f"{prefix}_error_total"
     assert value(metrics, errors, provider="openai", error_type="rate_limited") == 1
     assert value(metrics, latency, provider="openai") >= 1
+
+
+def test_agent_usage_and_speech_stats_are_recorded() -> None:
+    metrics = Metrics()
+    record = agent_usage_recorder(metrics)
+    record(AgentUsage("openclaw", "openclaw/main", 7, "completed", 1.5, 0.3, 40, 120, 30))
+    record(AgentUsage("local", "local", None, "completed", 0.1, 0.0, 10))
+    assert value(metrics, "agent_tokens_total", provider="openclaw", kind="prompt") == 120
+    assert value(metrics, "agent_tokens_total", provider="openclaw", kind="completion") == 30
+    assert (
+        value(metrics, "guild_usage_total", guild_id="7", provider="openclaw", kind="llm_tokens")
+        == 150
+    )
+    assert value(metrics, "agent_request_duration_seconds_count", provider="local") == 1
+    tts = tts_stats_recorder(metrics)
+    tts(
+        SpeechRequest("hello there", guild_id=7),
+        SynthesisStats(11, "elevenlabs", 4800, 0.1, 0.05, 0.2, True),
+    )
+    assert value(metrics, "tts_characters_total", provider="elevenlabs") == 11
+    assert value(metrics, "tts_bytes_generated_total", provider="elevenlabs") == 4800
+    assert (
+        value(
+            metrics, "guild_usage_total", guild_id="7", provider="elevenlabs", kind="tts_characters"
+        )
+        == 11
+    )
