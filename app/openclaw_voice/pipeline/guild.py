@@ -145,6 +145,7 @@ class GuildPipeline:
             user_id=utterance.user_id,
             display_name=self.context.display_name(utterance.user_id),
             utterance=utterance,
+            vocabulary=(self.wake_name,),
         )
         try:
             self.turns.put_nowait(request)

@@ -58,6 +58,8 @@ class TurnRequest:
     display_name: str
     utterance: Utterance | None = None
     text: str | None = None
+    # Words the recogniser should favour for this guild (its wake name, say).
+    vocabulary: tuple[str, ...] = ()
     received_at: float = field(default_factory=time.monotonic)
     turn_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
@@ -117,7 +119,7 @@ class TurnRunner:
                 TranscriptionRequest(
                     utterance.audio,
                     language=self.language,
-                    vocabulary=self.vocabulary,
+                    vocabulary=tuple(dict.fromkeys((*request.vocabulary, *self.vocabulary))),
                     guild_id=request.guild_id,
                 ),
             )
