@@ -34,6 +34,8 @@ from tests.speech import word_error_rate
 
 QUESTION = "Repeat after me: the kitchen lights are on."
 ANSWER = "The kitchen lights are on."
+# Nothing listens on the discard port of the loopback address: connections are refused.
+URL = "http://127.0.0.1:9/v1"
 
 
 async def synthesize_48k_stereo(text: str) -> bytes:
@@ -53,8 +55,12 @@ async def synthesize_48k_stereo(text: str) -> bytes:
 
 @pytest.fixture
 async def running_bot(
-    fake_discord: FakeDiscord, discord_clients: ClientRunner, tmp_path: Path
+    fake_discord: FakeDiscord,
+    discord_clients: ClientRunner,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[tuple[VoiceBot, Application]]:
+    """The bot on the offline providers; ``indirect`` parameters add settings."""
     endpoints = fake_discord.endpoints
     settings = load_settings(
         {
@@ -63,6 +69,7 @@ async def running_bot(
             "DISCORD_GATEWAY_URL": endpoints.gateway_url,
             "DISCORD_CA_BUNDLE": str(endpoints.ca_bundle),
             "STATE_DIR": str(tmp_path),
+            **getattr(request, "param", {}),
         }
     )
     app = Application(settings)
@@ -192,3 +199,49 @@ async def test_speaking_over_the_bot_interrupts_it(
             await connection.capture.wait_for_frames(len(connection.capture.frames) + 1)
     # The long answer (about 8 s) was cut: far fewer frames than it would have taken.
     assert len(connection.capture.frames) - heard_before < 300
+
+
+async def test_opted_out_speech_is_never_transcribed(
+    fake_discord: FakeDiscord, running_bot: tuple[VoiceBot, Application]
+) -> None:
+    bot, app = running_bot
+    question = await synthesize_48k_stereo(QUESTION)
+    (alice,), _, guild = await join_with(fake_discord, bot, ["alice"])
+    assert app.pipeline is not None
+    app.pipeline.set_opted_out(fake_discord.guild.id, alice.user.id, True)
+    await alice.speak(question)
+    receiver = bot.sessions.sessions[fake_discord.guild.id].voice.receiver  # type: ignore[union-attr]
+    assert receiver.stats.snapshot()["delivered"] >= 100
+    assert app.metrics is not None
+    dropped = app.metrics.registry.get_sample_value(
+        "audio_frames_dropped_total", {"reason": "opted_out"}
+    )
+    assert dropped is not None
+    assert dropped >= 100
+    assert guild.streams == {}  # nothing of theirs was even decoded
+    assert list(guild.outcomes) == []
+
+
+@pytest.mark.parametrize(
+    "running_bot",
+    [{"STT_PROVIDER": "openai", "STT_API_KEY": "sk-test-0123456789", "OPENAI_BASE_URL": URL}],
+    indirect=True,
+)
+async def test_a_failing_recogniser_is_apologised_for_out_loud(
+    fake_discord: FakeDiscord, running_bot: tuple[VoiceBot, Application]
+) -> None:
+    """The settings point OpenAI at nothing; the turn fails and the bot says so."""
+    bot, app = running_bot
+    question = await synthesize_48k_stereo(QUESTION)
+    (alice,), connection, guild = await join_with(fake_discord, bot, ["alice"])
+    await alice.speak(question)
+    await connection.capture.wait_for_frames(50, within=60)  # the apology is being heard
+    async with asyncio.timeout(30):
+        while not guild.outcomes:
+            await connection.capture.wait_for_frames(len(connection.capture.frames) + 1)
+    (_, outcome), *_ = guild.outcomes
+    assert outcome.status == "error"
+    assert outcome.error is not None
+    assert outcome.error.code // 1000 == 4  # a speech-to-text error
+    assert app.metrics is not None
+    assert app.metrics.registry.get_sample_value("pipeline_recovery_success_total") == 1
