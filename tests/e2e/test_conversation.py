@@ -23,7 +23,7 @@ from openclaw_voice.config import load_settings
 from openclaw_voice.discord.client import VoiceBot
 from openclaw_voice.pipeline.guild import GuildPipeline
 from openclaw_voice.pipeline.manager import VoicePipeline
-from openclaw_voice.store.state import StateStore
+from openclaw_voice.store.state import GuildSettings, StateStore
 from openclaw_voice.stt.base import TranscriptionRequest
 from openclaw_voice.stt.local import LocalSpeechToText
 from openclaw_voice.tts.base import SpeechRequest
@@ -88,8 +88,13 @@ async def running_bot(
 async def test_a_spoken_question_gets_a_spoken_answer(
     fake_discord: FakeDiscord, running_bot: tuple[VoiceBot, Application]
 ) -> None:
-    bot, _ = running_bot
+    bot, app = running_bot
     question = await synthesize_48k_stereo(QUESTION)  # before the bot listens: loads a model
+    transcripts = fake_discord.text_channel()
+    assert app.store is not None
+    await app.store.save_guild_settings(
+        GuildSettings(fake_discord.guild.id, transcript_channel_id=transcripts.id)
+    )
     channel = fake_discord.voice_channel()
     alice = await fake_discord.add_simulated_user("alice", channel=channel)
     voice_channel = bot.get_channel(channel.id)
@@ -121,6 +126,12 @@ async def test_a_spoken_question_gets_a_spoken_answer(
     assert word_error_rate(QUESTION, outcome.transcript or "") <= 0.25
     assert outcome.reply.strip().lower() == ANSWER.lower()
     assert outcome.timings["e2e"] > 0
+    posted = await fake_discord.recorder.wait_for(
+        "channel_message", lambda e: e.data.get("channel_id") == transcripts.id
+    )
+    content = str(posted.data["body"]["content"])
+    assert content.startswith("**Alice**: ")
+    assert content.lower().endswith(f"**openclaw**: {ANSWER.lower()}")
 
     source = guild.speaker._source  # type: ignore[attr-defined]
     if source is not None:
