@@ -31,6 +31,7 @@ from openclaw_voice.ops.provider_metrics import (
 from openclaw_voice.ops.server import OpsServer
 from openclaw_voice.ops.slot import ActiveLock, RoleConflict, SlotController
 from openclaw_voice.ops.status import AppStatus, LoopMonitor
+from openclaw_voice.ops.systemd import SystemdNotifier
 from openclaw_voice.pipeline.manager import VoicePipeline
 from openclaw_voice.pipeline.turn import Preloadable, TurnRunner
 from openclaw_voice.store.state import StateStore, StoreError
@@ -75,6 +76,8 @@ class Application:
             admin=role_handler(self.slot, token) if token is not None else None,
         )
         self.stop_requested = asyncio.Event()
+        # READY=1 once the ops server serves; traffic readiness is /ready (the slot role).
+        self.systemd = SystemdNotifier()
         self.bot: VoiceBot | None = None
         self.store: StateStore | None = None
         self.pipeline: VoicePipeline | None = None
@@ -142,6 +145,8 @@ class Application:
                 error=f"{self.settings.ops_host}:{self.settings.ops_port}: {error.strerror}",
             )
             return EXIT_FAILURE
+        self.systemd.ready(f"ops on {self.settings.ops_host}:{self.ops.port}")
+        self.systemd.start_watchdog()
         log.info(
             "started",
             context={
@@ -154,7 +159,9 @@ class Application:
         try:
             return await self._run_bot()
         finally:
+            self.systemd.stopping()
             self.status.shutting_down = True
+            await self.systemd.stop_watchdog()
             await self.ops.stop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)

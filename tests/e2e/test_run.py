@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -29,16 +31,23 @@ async def read_log_until(
             return record
 
 
-async def test_run_connects_reports_ready_and_stops_gracefully() -> None:
+async def test_run_connects_reports_ready_and_stops_gracefully(tmp_path: Path) -> None:
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # plays systemd's notify socket
+    systemd.bind(str(tmp_path / "notify"))
+    systemd.setblocking(False)
+    loop = asyncio.get_running_loop()
     async with running_fake() as fake:
         endpoints = fake.endpoints
         env = {
+            "NOTIFY_SOCKET": str(tmp_path / "notify"),
+            "WATCHDOG_USEC": "200000",
             "DISCORD_TOKEN": fake.token,
             "DISCORD_API_BASE": endpoints.api_base,
             "DISCORD_GATEWAY_URL": endpoints.gateway_url,
             "DISCORD_CA_BUNDLE": str(endpoints.ca_bundle),
             "OPS_PORT": "0",
             "LOG_LEVEL": "info",
+            "STATE_DIR": str(tmp_path / "state"),
         }
         process = await start_cli("run", env=env)
         seen: list[dict[str, Any]] = []
@@ -64,6 +73,12 @@ async def test_run_connects_reports_ready_and_stops_gracefully() -> None:
             names = {name.removesuffix("_total") for name in REQUIRED_METRIC_NAMES}
             assert names <= families
             assert "discord_gateway_connected 1.0" in metrics_text
+            notices = {
+                (await asyncio.wait_for(loop.sock_recv(systemd, 4096), 10)).decode()
+                for _ in range(3)
+            }
+            assert any(n.startswith("READY=1") for n in notices), notices
+            assert "WATCHDOG=1" in notices  # pinged by the running event loop
             process.send_signal(signal.SIGTERM)
             result = await finish(process, within=20)
         finally:
@@ -71,6 +86,7 @@ async def test_run_connects_reports_ready_and_stops_gracefully() -> None:
                 process.kill()
                 await process.wait()
 
+    systemd.close()
     assert result.returncode == 0, result.output
     remaining = [json.loads(line)["message"] for line in result.stdout.splitlines()]
     assert "stop requested; shutting down" in remaining

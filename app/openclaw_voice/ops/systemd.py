@@ -50,7 +50,9 @@ def notify(state: str, *, environ: Mapping[str, str] | None = None) -> bool:
         return False
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.sendto(state.encode("utf-8"), address)
+            # Never block the event loop: a reader that stopped reading (a full queue) costs
+            # one lost notification, not a frozen bot.
+            sock.sendto(state.encode("utf-8"), socket.MSG_DONTWAIT, address)
     except OSError as error:
         log.warning("sd_notify failed", error=f"{type(error).__name__}: {error}")
         return False
