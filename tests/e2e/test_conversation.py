@@ -256,3 +256,23 @@ async def test_a_failing_recogniser_is_apologised_for_out_loud(
     assert outcome.error.code // 1000 == 4  # a speech-to-text error
     assert app.metrics is not None
     assert app.metrics.registry.get_sample_value("pipeline_recovery_success_total") == 1
+
+
+async def test_speech_is_understood_through_loss_reordering_and_jitter(
+    fake_discord: FakeDiscord, running_bot: tuple[VoiceBot, Application]
+) -> None:
+    bot, _ = running_bot
+    question = await synthesize_48k_stereo(QUESTION)
+    (alice,), connection, guild = await join_with(fake_discord, bot, ["alice"])
+    faults = fake_discord.controls.packets
+    faults.loss, faults.reorder, faults.jitter = 10, 10, 0.03
+    sent = await alice.speak(question)
+    assert sent.lost > 0
+    assert sent.reordered > 0
+    assert sent.jittered > 0
+    async with asyncio.timeout(60):
+        while not guild.outcomes:
+            await connection.capture.wait_for_frames(len(connection.capture.frames) + 1)
+    (_, outcome), *_ = guild.outcomes
+    assert outcome.transcript is not None
+    assert word_error_rate(QUESTION, outcome.transcript) <= 0.25, outcome.transcript
