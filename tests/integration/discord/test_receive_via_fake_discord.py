@@ -108,3 +108,22 @@ async def test_garbage_and_strangers_do_not_stop_hearing(
     assert stats.get("malformed", 0) + stats.get("transport_decrypt", 0) > 0
     assert stats.get("ignored", 0) > 0
     assert abs(decoded_frequency(sink.packets[alice.user.id]) - 300) < 5
+
+
+async def test_an_epoch_change_while_someone_talks_loses_at_most_a_few_frames(
+    fake_discord: FakeDiscord, discord_clients: ClientRunner
+) -> None:
+    voice, (alice,), sink = await join_listening(fake_discord, discord_clients, ["alice"])
+    talking = asyncio.create_task(alice.speak(tone(300, 3.0), realtime=True))
+    await sink.wait_until(lambda: len(sink.packets.get(alice.user.id, [])) >= 25)
+    epoch_changes = len(fake_discord.recorder.of_kind("dave_transition_executed"))
+    await fake_discord.add_simulated_user("bob", channel=fake_discord.voice_channel())
+    await fake_discord.recorder.wait_for(
+        "dave_transition_executed",
+        lambda e: len(fake_discord.recorder.of_kind("dave_transition_executed")) > epoch_changes,
+    )
+    sent = await talking
+    await sink.wait_until(lambda: len(sink.packets[alice.user.id]) >= sent.frames - 5)
+    stats = voice.receiver.stats.snapshot()
+    lost_to_dave = sum(count for reason, count in stats.items() if reason.startswith("dave_"))
+    assert lost_to_dave <= 5, stats
