@@ -127,3 +127,24 @@ async def test_an_epoch_change_while_someone_talks_loses_at_most_a_few_frames(
     stats = voice.receiver.stats.snapshot()
     lost_to_dave = sum(count for reason, count in stats.items() if reason.startswith("dave_"))
     assert lost_to_dave <= 5, stats
+
+
+async def test_hearing_resumes_after_a_garbage_commit(
+    fake_discord: FakeDiscord, discord_clients: ClientRunner
+) -> None:
+    _, (alice,), sink = await join_listening(fake_discord, discord_clients, ["alice"])
+    call = fake_discord.voice.calls[fake_discord.voice_channel().id]
+    epoch = call.epoch
+    await call.inject_invalid_commit(fake_discord.world.bot.id)
+    await fake_discord.recorder.wait_for("dave_invalid_commit")  # op 31: the bot starts over
+    commit = await fake_discord.recorder.wait_for(
+        "dave_commit", lambda e: e.data["epoch"] == epoch + 1
+    )
+    await fake_discord.recorder.wait_for(
+        "dave_transition_executed",
+        lambda e: e.data["transition_id"] == commit.data["transition_id"],
+    )
+    before = len(sink.packets.get(alice.user.id, []))
+    await alice.speak(tone(300, 1.0), realtime=True)
+    await sink.wait_until(lambda: len(sink.packets.get(alice.user.id, [])) - before >= 45)
+    assert abs(decoded_frequency(sink.packets[alice.user.id][before:]) - 300) < 5
