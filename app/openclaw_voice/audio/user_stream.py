@@ -105,6 +105,8 @@ class UserAudioStream:
             return
         if self.jitter.push(packet):
             self.drops.end_burst()
+        if self._metrics is not None:
+            self._metrics.audio_jitter_buffer_depth_frames.observe(self.jitter.depth)
 
     def tick(self, now: float) -> None:
         """Runs one 20 ms slot inline: prepare, process, the VAD batch, deliver."""
@@ -154,7 +156,11 @@ class UserAudioStream:
                     bad = self._decoder.errors - errors
                     self._count(len(slot.payload))
                 else:
+                    recovered = self._decoder.recovered
                     samples = self._decoder.conceal(slot.next_payload)
+                    if self._metrics is not None:
+                        method = "fec" if self._decoder.recovered > recovered else "plc"
+                        self._metrics.audio_frames_concealed_total.labels(method=method).inc()
             events = self._ingest(samples, at, silent=silent)
             if self._pool.batched:
                 return self._after_batch(events, bad)
@@ -240,6 +246,9 @@ class UserAudioStream:
             if bad:
                 self.drops.drop("bad_opus", bad)
             for event in events:
+                if self._metrics is not None:
+                    kind = "start" if isinstance(event, SpeechStart) else "end"
+                    self._metrics.audio_vad_events_total.labels(event=kind).inc()
                 if isinstance(event, SpeechStart):
                     if self._on_speech_start is not None:
                         self._on_speech_start(self.user_id, event.at)

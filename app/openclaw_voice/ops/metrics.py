@@ -80,6 +80,9 @@ REQUIRED_METRIC_NAMES: tuple[str, ...] = (
     "audio_frames_processed_total",
     "audio_bytes_processed_total",
     "audio_frames_dropped_total",
+    "audio_frames_concealed_total",
+    "audio_vad_events_total",
+    "audio_jitter_buffer_depth_frames",
     "stt_request_duration_seconds",
     "stt_request_total",
     "stt_audio_seconds_total",
@@ -340,6 +343,7 @@ class Metrics:
             "audio_frames_dropped_total", "Audio frames dropped.", ["reason"], registry=registry
         )
 
+        self._register_audio_quality(registry)
         self.stt_request_duration_seconds = Histogram(
             "stt_request_duration_seconds",
             "Speech-to-text request duration.",
@@ -471,18 +475,7 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
-        self.openclaw_voice_slot_active = Gauge(
-            "openclaw_voice_slot_active",
-            "1 while this process is the active slot (holds the active lock), else 0.",
-            registry=registry,
-        )
-        self.openclaw_voice_build_info = Gauge(
-            "openclaw_voice_build_info",
-            "Always 1; the version label says which release this process runs.",
-            ["version"],
-            registry=registry,
-        )
-        self.openclaw_voice_build_info.labels(version=__version__).set(1)
+        self._register_deployment(registry)
         self.store_errors_total = Counter(
             "store_errors_total",
             "State database errors by operation.",
@@ -503,6 +496,46 @@ class Metrics:
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
+
+    def _register_deployment(self, registry: CollectorRegistry) -> None:
+        """Which slot is active and which release runs (for dashboards and deploy checks)."""
+        self.openclaw_voice_slot_active = Gauge(
+            "openclaw_voice_slot_active",
+            "1 while this process is the active slot (holds the active lock), else 0.",
+            registry=registry,
+        )
+        self.openclaw_voice_build_info = Gauge(
+            "openclaw_voice_build_info",
+            "Always 1; the version label says which release this process runs.",
+            ["version"],
+            registry=registry,
+        )
+        self.openclaw_voice_build_info.labels(version=__version__).set(1)
+
+    def _register_audio_quality(self, registry: CollectorRegistry) -> None:
+        """How well inbound audio survives the network: concealment, VAD, jitter depth."""
+        self.audio_frames_concealed_total = Counter(
+            "audio_frames_concealed_total",
+            "Lost inbound frames filled in, by method (fec: recovered, plc: concealed).",
+            ["method"],
+            registry=registry,
+        )
+        self.audio_vad_events_total = Counter(
+            "audio_vad_events_total",
+            "Voice activity events: speech start (250 ms of speech) and utterance end.",
+            ["event"],
+            registry=registry,
+        )
+        self.audio_jitter_buffer_depth_frames = Histogram(
+            "audio_jitter_buffer_depth_frames",
+            "Packets waiting in a speaker's jitter buffer, sampled as each packet arrives.",
+            buckets=(0, 1, 2, 3, 4, 6, 8, 10, 15, 25, 50),
+            registry=registry,
+        )
+        for method in ("fec", "plc"):
+            self.audio_frames_concealed_total.labels(method=method)
+        for event in ("start", "end"):
+            self.audio_vad_events_total.labels(event=event)
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition of this registry and its content type."""

@@ -90,6 +90,10 @@ def test_two_sentences_give_two_utterances(batched: bool) -> None:
     assert [at for _, at in starts] == [u.first_voiced_at for u in utterances]
     frames = metrics.audio_frames_processed_total.labels(direction="inbound")._value.get()
     assert frames == len(packets)
+    sample = metrics.registry.get_sample_value
+    assert sample("audio_vad_events_total", {"event": "start"}) == 2
+    assert sample("audio_vad_events_total", {"event": "end"}) == 2
+    assert sample("audio_jitter_buffer_depth_frames_count") == len(packets)
     stream.close()
 
 
@@ -102,10 +106,16 @@ def test_loss_reordering_and_jitter_still_give_the_utterances() -> None:
         for p in kept
     ]
     utterances: list[Utterance] = []
-    stream = UserAudioStream(USER, on_utterance=utterances.append)
+    metrics = Metrics()
+    stream = UserAudioStream(USER, on_utterance=utterances.append, metrics=metrics)
     _drive(stream, jittered)
     _check(utterances, spans)
     assert stream.drops.counts["late"] <= len(packets) // 20
+    concealed = sum(
+        metrics.registry.get_sample_value("audio_frames_concealed_total", {"method": m}) or 0
+        for m in ("fec", "plc")
+    )
+    assert concealed >= (len(packets) - len(kept)) // 2  # lost frames were filled in
     stream.close()
 
 
