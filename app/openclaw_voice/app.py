@@ -16,7 +16,7 @@ import structlog
 from openclaw_voice import __version__
 from openclaw_voice.agent.registry import build_agent_chain
 from openclaw_voice.config import Settings
-from openclaw_voice.discord.client import VoiceBot
+from openclaw_voice.discord.client import ShardedVoiceBot, VoiceBot
 from openclaw_voice.discord.commands import VoiceCommands
 from openclaw_voice.discord.endpoints import apply_endpoints, make_connector
 from openclaw_voice.discord.ratelimit import CommandLimits
@@ -192,11 +192,17 @@ class Application:
         """The Discord client with sessions, commands and the voice pipeline wired in."""
         settings = self.settings
         apply_endpoints(settings.discord_endpoints)
-        bot = VoiceBot(
+        shards = settings.sessions
+        bot_class = VoiceBot if shards.shard_count is None else ShardedVoiceBot
+        sharding: dict[str, object] = {}
+        if shards.shard_count is not None:
+            sharding = {"shard_count": shards.shard_count, "shard_ids": shards.shard_ids}
+        bot = bot_class(
             self.status,
             connector=make_connector(settings.discord_endpoints),
             metrics=self.metrics,
             command_guild_id=settings.discord_guild_id,
+            **sharding,
         )
         sessions = VoiceSessionManager(
             bot,

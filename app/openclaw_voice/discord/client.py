@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import discord
@@ -55,8 +56,9 @@ class VoiceBot(discord.Client):
         connector: aiohttp.BaseConnector | None,
         metrics: Metrics | None = None,
         command_guild_id: int | None = None,
+        **client_options: Any,
     ) -> None:
-        super().__init__(intents=bot_intents(), connector=connector)
+        super().__init__(intents=bot_intents(), connector=connector, **client_options)
         self._status = status
         self._metrics = metrics
         self._command_guild = discord.Object(command_guild_id) if command_guild_id else None
@@ -151,3 +153,12 @@ class VoiceBot(discord.Client):
         if self.sessions is not None:
             await self.sessions.shutdown()
         await super().close()
+
+
+class ShardedVoiceBot(VoiceBot, discord.AutoShardedClient):
+    """The same bot running the shards this host owns (SHARD_IDS of SHARD_COUNT).
+
+    A guild's voice must be driven by the process that holds its shard
+    (``(guild_id >> 22) % shard_count``); every host's state store rows are keyed by guild,
+    so the host owning a shard rejoins exactly its guilds.
+    """

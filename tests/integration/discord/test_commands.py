@@ -248,3 +248,22 @@ async def test_sustained_decrypt_failures_make_the_bot_rejoin(harness: Harness) 
     )
     assert await bot_channel(fake) == channel.id
     assert [p.channel_id for p in await harness.store.desired_presence()] == [channel.id]
+
+
+async def test_sharded_bot_serves_its_guilds(
+    fake_discord: FakeDiscord, discord_clients: ClientRunner, tmp_path: Path
+) -> None:
+    harness = await start_harness(
+        fake_discord, discord_clients, tmp_path, SHARD_COUNT="2", SHARD_IDS="0,1"
+    )
+    try:
+        assert harness.bot.shard_count == 2
+        identified = {e.data["shard"][0] for e in fake_discord.recorder.of_kind("gateway_identify")}
+        assert identified == {0, 1}
+        channel = fake_discord.voice_channel()
+        alice = await fake_discord.add_simulated_user("alice", channel=channel)
+        text, _, _ = await harness.run("start", user=alice.user)
+        assert text.startswith("Listening in")
+        assert await bot_channel(fake_discord) == channel.id
+    finally:
+        await stop_harness(harness, discord_clients)
