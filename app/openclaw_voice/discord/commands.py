@@ -124,7 +124,8 @@ class VoiceCommands(app_commands.Group):
                 interaction,
                 "start",
                 "denied",
-                f"I need the {', '.join(missing)} permission in {channel.mention}.",
+                f"I need the {' and '.join(missing)} "
+                f"permission{'s' if len(missing) > 1 else ''} in {channel.mention}.",
             )
             return
         await interaction.response.defer(thinking=True)

@@ -19,9 +19,14 @@ def missing_voice_permissions(
 ) -> list[str]:
     """The permissions the bot lacks in ``channel``, by their names in Discord's UI."""
     granted = channel.permissions_for(me)
-    return [
+    missing = [
         label for name, label in REQUIRED_VOICE_PERMISSIONS.items() if not getattr(granted, name)
     ]
+    if not granted.connect:
+        # Without Connect discord.py reports every voice permission as denied; Speak may
+        # well be granted, so name only what is certainly missing.
+        missing = [label for label in missing if label != "Speak"]
+    return missing
 
 
 def is_admin(member: discord.Member) -> bool:

@@ -267,3 +267,22 @@ async def test_sharded_bot_serves_its_guilds(
         assert await bot_channel(fake_discord) == channel.id
     finally:
         await stop_harness(harness, discord_clients)
+
+
+async def test_start_names_the_permission_the_bot_lacks(
+    fake_discord: FakeDiscord, discord_clients: ClientRunner, tmp_path: Path
+) -> None:
+    view, connect, speak = 1 << 10, 1 << 20, 1 << 21
+    everyone = fake_discord.guild.roles[fake_discord.guild.id]
+    # Before the bot logs in: its guild (and so its permissions) arrives with GUILD_CREATE.
+    everyone.permissions = (everyone.permissions | view | speak) & ~connect
+    harness = await start_harness(fake_discord, discord_clients, tmp_path)
+    try:
+        channel = fake_discord.voice_channel()
+        alice = await fake_discord.add_simulated_user("alice", channel=channel)
+        text, ephemeral, _ = await harness.run("start", user=alice.user)
+        assert text == f"I need the Connect permission in <#{channel.id}>."
+        assert ephemeral
+        assert await bot_channel(fake_discord) is None
+    finally:
+        await stop_harness(harness, discord_clients)
