@@ -32,6 +32,7 @@ from openclaw_voice.ops.server import OpsServer
 from openclaw_voice.ops.slot import ActiveLock, RoleConflict, SlotController
 from openclaw_voice.ops.status import AppStatus, LoopMonitor
 from openclaw_voice.ops.systemd import SystemdNotifier
+from openclaw_voice.pipeline.budget import BudgetPolicy
 from openclaw_voice.pipeline.manager import VoicePipeline
 from openclaw_voice.pipeline.turn import Preloadable, TurnRunner
 from openclaw_voice.store.state import StateStore, StoreError
@@ -231,6 +232,11 @@ class Application:
             build_turn_runner(settings, self.metrics),
             default_wake_name=settings.speech.wake_name,
             metrics=self.metrics,
+            budgets=BudgetPolicy(
+                stt_seconds=settings.sessions.budget_stt_seconds_per_day,
+                tts_characters=settings.sessions.budget_tts_characters_per_day,
+                llm_tokens=settings.sessions.budget_llm_tokens_per_day,
+            ),
         )
         sessions.observer = pipeline
         commands.assistant = pipeline

@@ -557,6 +557,27 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "10",
     ),
     Variable(
+        "BUDGET_STT_SECONDS_PER_DAY",
+        "seconds, a number from 0 to 10000000 (0 = no budget)",
+        "Speech one guild may have transcribed per day (UTC); then replies are text only.",
+        _number(0.0, 10_000_000.0),
+        "0",
+    ),
+    Variable(
+        "BUDGET_TTS_CHARACTERS_PER_DAY",
+        "a whole number from 0 to 1000000000 (0 = no budget)",
+        "Characters one guild may have spoken per day (UTC); then replies are text only.",
+        _integer(0, 1_000_000_000),
+        "0",
+    ),
+    Variable(
+        "BUDGET_LLM_TOKENS_PER_DAY",
+        "a whole number from 0 to 1000000000 (0 = no budget)",
+        "Agent tokens one guild may use per day (UTC); then replies are text only.",
+        _integer(0, 1_000_000_000),
+        "0",
+    ),
+    Variable(
         "SHARD_COUNT",
         "a whole number from 1 to 10000",
         "Total Discord shards across all hosts; unset runs one unsharded client.",
@@ -709,6 +730,9 @@ class SessionSettings:
     idle_timeout_seconds: float
     max_sessions: int
     drain_seconds: float
+    budget_stt_seconds_per_day: float
+    budget_tts_characters_per_day: int
+    budget_llm_tokens_per_day: int
     shard_count: int | None
     shard_ids: tuple[int, ...] | None
 

@@ -276,3 +276,41 @@ async def test_speech_is_understood_through_loss_reordering_and_jitter(
     (_, outcome), *_ = guild.outcomes
     assert outcome.transcript is not None
     assert word_error_rate(QUESTION, outcome.transcript) <= 0.25, outcome.transcript
+
+
+@pytest.mark.parametrize("running_bot", [{"BUDGET_LLM_TOKENS_PER_DAY": "5"}], indirect=True)
+async def test_when_the_budget_is_spent_answers_come_in_text(
+    fake_discord: FakeDiscord, running_bot: tuple[VoiceBot, Application]
+) -> None:
+    bot, _ = running_bot
+    question = await synthesize_48k_stereo(QUESTION)
+    text_channel = fake_discord.text_channel()
+    channel = fake_discord.voice_channel()
+    alice = await fake_discord.add_simulated_user("alice", channel=channel)
+    voice_channel = bot.get_channel(channel.id)
+    assert isinstance(voice_channel, discord.VoiceChannel)
+    assert bot.sessions is not None
+    await bot.sessions.start(
+        voice_channel, started_by=alice.user.id, text_channel_id=text_channel.id
+    )
+    await fake_discord.voice.calls[channel.id].wait_for_group(
+        {fake_discord.world.bot.id, alice.user.id}
+    )
+    await fake_discord.recorder.wait_for(
+        "dave_transition_executed", lambda e: e.data["channel_id"] == channel.id
+    )
+    connection = await fake_discord.voice.wait_for_connection(fake_discord.guild.id)
+    pipeline = bot.sessions.observer
+    assert isinstance(pipeline, VoicePipeline)
+    guild = pipeline.guilds[fake_discord.guild.id]
+
+    for turns in (1, 2):  # the first turn spends the day's 5 tokens, the second is over
+        await alice.speak(question)
+        async with asyncio.timeout(60):
+            while len(guild.outcomes) < turns:
+                await connection.capture.wait_for_frames(len(connection.capture.frames) + 1)
+    posted = await fake_discord.recorder.wait_for(
+        "channel_message", lambda e: e.data.get("channel_id") == text_channel.id
+    )
+    assert str(posted.data["body"]["content"]).lower().endswith(ANSWER.lower())
+    assert all(outcome.status == "completed" for _, outcome in guild.outcomes)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,12 +25,16 @@ from openclaw_voice.audio.clock import FrameClock
 from openclaw_voice.audio.packets import OpusPacket, Utterance
 from openclaw_voice.audio.user_stream import StreamSettings, UserAudioStream
 from openclaw_voice.audio.vad import VadPool, VadSettings
+from openclaw_voice.errors import VoiceError
 from openclaw_voice.ops.metrics import Metrics
 from openclaw_voice.pipeline.addressing import decide
-from openclaw_voice.pipeline.turn import AudioOut, TurnOutcome, TurnRequest, TurnRunner
+from openclaw_voice.pipeline.budget import GuildBudget
+from openclaw_voice.pipeline.turn import AudioOut, TurnOutcome, TurnRequest, TurnRunner, replay
 from openclaw_voice.store.state import GuildSettings
 
 log = structlog.get_logger(__name__)
+
+BUDGET_NOTICE = "Today's voice budget for this server is used up, so I'll answer in text."
 
 RECENT_TURNS = 20  # kept for /voice status and tests; bounded so long sessions stay small
 
@@ -50,6 +55,8 @@ class GuildContext:
     display_name: Callable[[int], str]
     touch: Callable[[], None]
     post_transcript: Callable[[str], Awaitable[None]] | None = None
+    # Where replies go when the guild's voice budget is used up (its text channel).
+    post_reply: Callable[[str], Awaitable[None]] | None = None
 
 
 class GuildPipeline:
@@ -69,8 +76,11 @@ class GuildPipeline:
         context: GuildContext,
         metrics: Metrics | None = None,
         queue_size: int = 8,
+        budget: GuildBudget | None = None,
     ) -> None:
         self.guild_id = guild_id
+        self.budget = budget
+        self._budget_notice_day: dt.date | None = None
         self.runner = runner
         self.speaker = speaker
         self.settings = settings
@@ -172,6 +182,10 @@ class GuildPipeline:
 
     async def run_turn(self, request: TurnRequest, *, speak: bool = True) -> TurnOutcome:
         """Answer one turn (voice or typed); an interruption cancels it cleanly."""
+        over_budget = await self.budget.exhausted() if self.budget is not None else []
+        if over_budget:
+            speak = False
+            await self._budget_notice()
         self._responding = True
         task = asyncio.create_task(
             self.runner.run(
@@ -195,10 +209,40 @@ class GuildPipeline:
             self.speaker.finish()  # stop sending silence once the reply has played
         self.last_outcome = outcome
         self.outcomes.append((request, outcome))
+        if self.budget is not None:
+            await self.budget.record(request, outcome, spoken=speak)
+        if over_budget and request.utterance is not None and outcome.reply.strip():
+            await self._post(
+                self.context.post_reply,
+                f"**{request.display_name}**: "
+                f"{outcome.transcript}\n**{self.wake_name}**: {outcome.reply.strip()}",
+            )
         if outcome.status in ("completed", "error") and outcome.transcript is not None:
             self.context.touch()
             await self._mirror(request, outcome)
         return outcome
+
+    async def _budget_notice(self) -> None:
+        """Say once a day that the voice budget is used up and replies come as text."""
+        today = dt.datetime.now(dt.UTC).date()
+        if self._budget_notice_day == today:
+            return
+        self._budget_notice_day = today
+        try:
+            chunks = [chunk async for chunk in self.runner.speech(BUDGET_NOTICE, self.guild_id)]
+        except VoiceError as error:
+            log.warning("budget notice not spoken", error=str(error))
+            return
+        self.speaker.say(replay(chunks))
+        self.speaker.finish()
+
+    async def _post(self, post: Callable[[str], Awaitable[None]] | None, text: str) -> None:
+        if post is None:
+            return
+        try:
+            await post(text[:2000])
+        except Exception as error:  # a text post must never break the conversation
+            log.warning("could not post to the text channel", error=str(error))
 
     def interrupt(self) -> None:
         """Stop speaking now and drop the reply in progress."""
@@ -207,16 +251,12 @@ class GuildPipeline:
             self._current.cancel()
 
     async def _mirror(self, request: TurnRequest, outcome: TurnOutcome) -> None:
-        post = self.context.post_transcript
-        if post is None or self.settings.transcript_channel_id is None:
+        if self.settings.transcript_channel_id is None:
             return
         text = f"**{request.display_name}**: {outcome.transcript}"
         if outcome.reply.strip():
             text += f"\n**{self.wake_name}**: {outcome.reply.strip()}"
-        try:
-            await post(text[:2000])
-        except Exception as error:  # a transcript post must never break the conversation
-            log.warning("could not post the transcript", error=str(error))
+        await self._post(self.context.post_transcript, text)
 
     async def drain(self, within: float) -> None:
         """Take no new turns; let the reply in progress finish, for at most ``within`` s."""

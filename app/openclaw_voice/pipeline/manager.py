@@ -17,6 +17,7 @@ from openclaw_voice.audio.vad import VadPool
 from openclaw_voice.discord.playback import VoicePlayback
 from openclaw_voice.discord.sessions import VoiceSession, humans_in
 from openclaw_voice.ops.metrics import Metrics
+from openclaw_voice.pipeline.budget import BudgetPolicy, GuildBudget
 from openclaw_voice.pipeline.guild import GuildContext, GuildPipeline
 from openclaw_voice.pipeline.turn import TurnRequest, TurnRunner, replay
 from openclaw_voice.store.state import GuildSettings, StateStore, StoreError
@@ -40,11 +41,13 @@ class VoicePipeline:
         default_wake_name: str,
         metrics: Metrics | None = None,
         clock: FrameClock | None = None,
+        budgets: BudgetPolicy | None = None,
     ) -> None:
         self._client = client
         self._store = store
         self.runner = runner
         self.default_wake_name = default_wake_name
+        self.budgets = budgets or BudgetPolicy()
         self._metrics = metrics
         self.clock = clock or FrameClock()
         self.vad_pool = VadPool()
@@ -74,6 +77,9 @@ class VoicePipeline:
             opted_out=opted_out,
             context=self._context(session, settings),
             metrics=self._metrics,
+            budget=GuildBudget(self._store, session.guild_id, self.budgets)
+            if self.budgets.limited
+            else None,
         )
         self.guilds[session.guild_id] = pipeline
         session.voice.listen(pipeline)
@@ -92,13 +98,21 @@ class VoicePipeline:
             member = guild.get_member(user_id) if guild else None
             return member.display_name if member else f"user {user_id}"
 
-        async def post_transcript(text: str) -> None:
-            channel_id = self.guilds[guild_id].settings.transcript_channel_id
+        async def post_to(channel_id: int | None, text: str) -> None:
             channel = self._client.get_channel(channel_id) if channel_id else None
             if isinstance(channel, discord.TextChannel):
                 await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
 
-        return GuildContext(humans_present, display_name, session.touch, post_transcript)
+        async def post_transcript(text: str) -> None:
+            await post_to(self.guilds[guild_id].settings.transcript_channel_id, text)
+
+        async def post_reply(text: str) -> None:
+            transcripts = self.guilds[guild_id].settings.transcript_channel_id
+            await post_to(transcripts or session.text_channel_id, text)
+
+        return GuildContext(
+            humans_present, display_name, session.touch, post_transcript, post_reply
+        )
 
     async def session_ending(self, session: VoiceSession, reason: str) -> None:
         self._sessions.pop(session.guild_id, None)
