@@ -5,12 +5,17 @@ Providers are in-process stand-ins with fixed latencies (STT 300 ms, agent first
 time is our own code: chains, chunking, prefetching, queues, the event loop.
 
     .venv/bin/python -m bench.bench_pipeline [--turns 5] [--sessions 1,10,50,100]
+        [--log-level warning]
+
+Logs are configured as in production (JSON, production's default level ``warning``;
+``--log-level info`` as in staging, where every turn writes a line).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import statistics
 import time
 from collections.abc import AsyncIterable, AsyncIterator
@@ -19,6 +24,8 @@ from openclaw_voice.agent.base import AgentSession, AgentTurn
 from openclaw_voice.audio.packets import Utterance
 from openclaw_voice.audio.pcm import PcmAudio
 from openclaw_voice.errors import Stage
+from openclaw_voice.ops.logging import configure_logging
+from openclaw_voice.ops.redaction import Redactor
 from openclaw_voice.pipeline.turn import TurnOutcome, TurnRequest, TurnRunner
 from openclaw_voice.resilience import FallbackChain, RetryPolicy
 from openclaw_voice.stt.base import Transcript, TranscriptionRequest
@@ -182,5 +189,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--turns", type=int, default=5)
     parser.add_argument("--sessions", default="1,10,50,100")
+    parser.add_argument("--log-level", default="warning")
     arguments = parser.parse_args()
+    configure_logging(
+        level=arguments.log_level,
+        service="bench",
+        environment="production",
+        redactor=Redactor(),
+        stream=io.StringIO(),  # written and formatted as in production, then discarded
+    )
     asyncio.run(main(arguments.turns, [int(size) for size in arguments.sessions.split(",")]))
