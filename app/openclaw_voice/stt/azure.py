@@ -9,6 +9,7 @@ import aiohttp
 
 from openclaw_voice.config import Settings
 from openclaw_voice.errors import ErrorKind
+from openclaw_voice.http_session import LazyHttpSession
 from openclaw_voice.secret import Secret
 from openclaw_voice.stt.base import Transcript, TranscriptionRequest
 from openclaw_voice.stt.common import (
@@ -43,8 +44,7 @@ class AzureSpeechToText:
         self._api_key = api_key
         self._url = f"{base_url.rstrip('/')}{PATH}"
         self._language = language
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._session: aiohttp.ClientSession | None = None
+        self._session = LazyHttpSession(aiohttp.ClientTimeout(total=timeout))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -64,17 +64,12 @@ class AzureSpeechToText:
             timeout=speech.stt_timeout_seconds,
         )
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        return self._session
-
     async def transcribe(self, request: TranscriptionRequest) -> Transcript:
         audio = request.audio
         check_input(audio, self.name, max_seconds=MAX_SECONDS)
         locale = locale_for(request.language or self._language)
         document = await post_for_json(
-            self._client(),
+            self._session.get(),
             self.name,
             self._url,
             params={"language": locale, "format": "detailed"},
@@ -118,6 +113,4 @@ class AzureSpeechToText:
         return text, None
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._session.close()

@@ -10,6 +10,7 @@ import aiohttp
 
 from openclaw_voice.config import Settings
 from openclaw_voice.errors import ErrorKind, ProviderError
+from openclaw_voice.http_session import LazyHttpSession
 from openclaw_voice.secret import Secret
 from openclaw_voice.stt.base import Transcript, TranscriptionRequest
 from openclaw_voice.stt.common import (
@@ -46,8 +47,7 @@ class GoogleSpeechToText:
         self._url = f"{base_url.rstrip('/')}/v1/speech:recognize"
         self._language = language
         self._wake_name = wake_name
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._session: aiohttp.ClientSession | None = None
+        self._session = LazyHttpSession(aiohttp.ClientTimeout(total=timeout))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -62,11 +62,6 @@ class GoogleSpeechToText:
             wake_name=speech.wake_name,
             timeout=speech.stt_timeout_seconds,
         )
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        return self._session
 
     async def transcribe(self, request: TranscriptionRequest) -> Transcript:
         audio = request.audio
@@ -89,7 +84,7 @@ class GoogleSpeechToText:
         }
         try:
             document = await post_for_json(
-                self._client(),
+                self._session.get(),
                 self.name,
                 self._url,
                 params={"key": self._api_key.reveal()},
@@ -141,6 +136,4 @@ class GoogleSpeechToText:
         return text, confidence_mean, language
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._session.close()

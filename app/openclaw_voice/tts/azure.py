@@ -11,6 +11,7 @@ import aiohttp
 import structlog
 
 from openclaw_voice.audio.pcm import PcmAudio
+from openclaw_voice.http_session import LazyHttpSession
 from openclaw_voice.tts.base import SpeechRequest
 from openclaw_voice.tts.streaming import SampleAligner, status_error, stream_parts, transport_error
 
@@ -68,14 +69,8 @@ class AzureTextToSpeech:
             "X-Microsoft-OutputFormat": OUTPUT_FORMATS[sample_rate],
             "User-Agent": user_agent,
         }
-        self._session: aiohttp.ClientSession | None = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0)
-            )
-        return self._session
+        # No total limit: a long answer streams for as long as it takes to speak.
+        self._session = LazyHttpSession(aiohttp.ClientTimeout(total=None, sock_connect=10.0))
 
     def synthesize(self, request: SpeechRequest) -> AsyncIterator[PcmAudio]:
         voice = request.voice or self.voice
@@ -85,7 +80,9 @@ class AzureTextToSpeech:
         aligner = SampleAligner(self.name, self.sample_rate)
         body = build_ssml(text, voice).encode("utf-8")
         try:
-            async with self._http().post(self._url, data=body, headers=self._headers) as response:
+            async with self._session.get().post(
+                self._url, data=body, headers=self._headers
+            ) as response:
                 if response.status != 200:
                     detail = (await response.read()).decode("utf-8", "replace")
                     raise status_error(self.name, response.status, response.headers, detail)
@@ -101,6 +98,4 @@ class AzureTextToSpeech:
         )
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._session.close()

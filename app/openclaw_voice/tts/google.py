@@ -15,6 +15,7 @@ import structlog
 
 from openclaw_voice.audio.pcm import BYTES_PER_SAMPLE, PcmAudio
 from openclaw_voice.errors import ErrorKind, ProviderError, Stage
+from openclaw_voice.http_session import LazyHttpSession
 from openclaw_voice.tts.base import SpeechRequest
 from openclaw_voice.tts.streaming import (
     DEFAULT_SAMPLE_RATE,
@@ -58,14 +59,8 @@ class GoogleTextToSpeech:
         self.sample_rate = sample_rate
         self._api_key = api_key
         self._url = f"{base_url.rstrip('/')}/v1/text:synthesize"
-        self._session: aiohttp.ClientSession | None = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0)
-            )
-        return self._session
+        # No total limit: a long answer streams for as long as it takes to speak.
+        self._session = LazyHttpSession(aiohttp.ClientTimeout(total=None, sock_connect=10.0))
 
     def synthesize(self, request: SpeechRequest) -> AsyncIterator[PcmAudio]:
         voice = request.voice or self.voice
@@ -87,7 +82,7 @@ class GoogleTextToSpeech:
     async def _part(self, text: str, voice: str) -> AsyncGenerator[PcmAudio, None]:
         received = 0
         try:
-            async with self._http().post(
+            async with self._session.get().post(
                 self._url, params={"key": self._api_key}, json=self._body(text, voice)
             ) as response:
                 payload = await response.read()
@@ -154,6 +149,4 @@ class GoogleTextToSpeech:
         return PcmAudio(data, rate, channels)
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._session.close()
