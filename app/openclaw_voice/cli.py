@@ -1,4 +1,4 @@
-"""Command line: ``openclaw-voice run | check | migrate``.
+"""Command line: ``openclaw-voice run | check | migrate | demo | probe``.
 
 Configuration problems print one line each on stderr and exit 2; no command shows a
 traceback for bad input.
@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--out", type=Path, default=Path(), metavar="DIR", help="where reply WAVs go (default: .)"
     )
+    probe = commands.add_parser(
+        "probe",
+        help="probe an ops API (a slot or HAProxy) once or for a watch window; see probe --help",
+        add_help=False,
+    )
+    probe.add_argument("arguments", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -172,6 +178,11 @@ def _demo(settings: Settings, wavs: list[Path], say: list[str], out: Path) -> in
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["probe"]:  # needs no settings: it runs from the deploy playbooks
+        from openclaw_voice.ops import probe
+
+        return probe.main(argv[1:])
     arguments = _parser().parse_args(argv)
     offline = (arguments.command == "check" and arguments.offline) or arguments.command == "demo"
     settings = _load(arguments.config, offline=offline)

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import io
 import os
+import shutil
 import sys
 import zipfile
 from dataclasses import dataclass
@@ -88,6 +89,55 @@ def repack(directory: Path, version: str) -> None:
         if path.is_file() and path.name != "SHA256SUMS"
     )
     run(["sh", "-c", 'sha256sum "$@" > SHA256SUMS', "sha256sum", *listing], cwd=directory)
+
+
+def _record(files: dict[str, bytes], dist_info: str) -> bytes:
+    record = io.StringIO()
+    for path, data in files.items():
+        if path != f"{dist_info}/RECORD":
+            record.write(f"{path},{_record_hash(data)},{len(data)}\n")
+    record.write(f"{dist_info}/RECORD,,\n")
+    return record.getvalue().encode()
+
+
+def derive(
+    base: Release, directory: Path, version: str, patches: dict[str, str] | None = None
+) -> Release:
+    """A copy of ``base`` whose bot wheel says ``version``, with ``patches`` (module path
+    -> code appended to it) applied: a second release, or a deliberately broken one,
+    without building again."""
+    shutil.copytree(base.directory, directory)
+    wheelhouse = directory / "wheelhouse"
+    name = "openclaw_discord_voice"
+    old_wheel = wheelhouse / f"{name}-{base.version}-py3-none-any.whl"
+    old_dist_info = f"{name}-{base.version}.dist-info"
+    dist_info = f"{name}-{version}.dist-info"
+    files: dict[str, bytes] = {}
+    with zipfile.ZipFile(old_wheel) as archive:
+        for info in archive.infolist():
+            files[info.filename.replace(old_dist_info, dist_info)] = archive.read(info)
+    init = "openclaw_voice/__init__.py"
+    files[init] = files[init].replace(
+        f'__version__ = "{base.version}"'.encode(), f'__version__ = "{version}"'.encode()
+    )
+    metadata = f"{dist_info}/METADATA"
+    files[metadata] = files[metadata].replace(
+        f"\nVersion: {base.version}\n".encode(), f"\nVersion: {version}\n".encode(), 1
+    )
+    for module, code in (patches or {}).items():
+        files[module] = files[module] + b"\n" + code.encode()
+    files[f"{dist_info}/RECORD"] = _record(files, dist_info)
+    for stale in (old_wheel, directory / old_wheel.name):
+        stale.unlink(missing_ok=True)
+    (directory / f"openclaw-voice-{base.version}-wheelhouse.tar").unlink()
+    new_wheel = wheelhouse / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(new_wheel, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path, data in files.items():
+            archive.writestr(zipfile.ZipInfo(path, date_time=(2020, 1, 1, 0, 0, 0)), data)
+    shutil.copy2(new_wheel, directory / new_wheel.name)
+    (directory / "VERSION").write_text(f"{version}\n")
+    repack(directory, version)
+    return Release(directory=directory, version=version)
 
 
 def build(directory: Path) -> Release:

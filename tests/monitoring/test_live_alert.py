@@ -256,6 +256,7 @@ async def _check_chain(
         "job": "openclaw-voice",
         "instance": instance,
         "slot": "blue",
+        "host": instance.rsplit(":", 1)[0],  # the rule's join key with HAProxy's weights
     }
     assert alert["annotations"]["runbook_url"].endswith("docs/runbooks/target-down.md")
     assert instance in alert["annotations"]["summary"]

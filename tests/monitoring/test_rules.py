@@ -29,6 +29,7 @@ REQUIRED_ALERTS = {
     "OpenclawVoiceTurnErrorRate": {"critical", "warning"},
     "OpenclawVoiceTurnLatencyHigh": {"critical", "warning"},
     "OpenclawVoiceTargetDown": {"critical"},
+    "OpenclawVoiceStandbyDown": {"warning"},
     "OpenclawVoiceNoHealthyBackend": {"critical"},
     "OpenclawVoiceDiscordGatewayDisconnected": {"critical"},
     "OpenclawVoiceVoiceConnectionLost": {"critical", "warning"},
@@ -107,10 +108,16 @@ def test_alert_has_severity_annotations_and_an_existing_runbook(rule: dict[str, 
         assert section in text, f"{page.name} lacks {section!r}"
 
 
+# Runbook pages that are procedures (linked from the README), not an alert's page.
+PROCEDURES = {"README.md", "deploy.md", "rollback.md"}
+
+
 def test_every_runbook_is_linked_from_an_alert() -> None:
     linked = {rule["annotations"]["runbook_url"].rsplit("/", 1)[1] for rule in alert_rules()}
-    pages = {page.name for page in RUNBOOKS.glob("*.md")} - {"README.md"}
+    pages = {page.name for page in RUNBOOKS.glob("*.md")} - PROCEDURES
     assert pages == linked
+    index = (RUNBOOKS / "README.md").read_text(encoding="utf-8")
+    assert all(f"({page})" in index for page in PROCEDURES - {"README.md"})
 
 
 def test_each_alert_is_unit_tested_firing_and_not_firing() -> None:

@@ -1,0 +1,543 @@
+"""Blue-green deploys with the real bot on real systemd hosts: site.yml, deploy.yml,
+rollback.yml and smoke.yml against two nspawn hosts of their own (shard 0 and shard 1).
+
+Both slots of each host run ``openclaw-voice run`` from the release, logged in to the fake
+Discord this test serves on the first host's veth address (its CA copied to the hosts), so
+a flip is the bot's own: the standby keeps a gateway session, the admin endpoint moves the
+active lock, the promoted slot rejoins the voice channel. A bounded load loop runs through
+HAProxy during the deploys; slash commands are sent during the flip.
+
+The scenarios build on each other, in order: first provisioning from clean, a deploy
+under load, a no-op deploy of the same version, a rollback, HAProxy unreachable, a
+deploy of a build that fails readiness on the second host (reverted there; the run stops
+and names each host's version), and a rollback refused because a standby is down.
+Timings are printed and written to ``deploy-timings.json`` in the test's directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import discord.opus
+import pytest
+
+from tests.deploy.conftest import TEST_SECRETS, Ansible, PlaybookRun
+from tests.deploy.nspawn import Host, Lab, down, missing_prerequisites, run, up, wait_for
+from tests.deploy.release import Release, derive
+from tests.fakes.discord import BOT_TOKEN, InteractionRecord
+from tests.fakes.discord.threaded import ThreadedFakeDiscord
+from tests.fakes.discord.world import Guild
+
+HOSTS = 2
+WATCH_SECONDS = 10
+ADMIN_TOKEN = "deploy-test-ops-admin-token"
+CA_PATH = "/etc/openclaw-voice-test-ca.pem"
+STATE = "/var/lib/openclaw-voice-deploy"
+SLOT_PORTS = {"blue": 8081, "green": 8082}
+# Fails readiness once promoted, and only on the host running shard 1 (the second host).
+BROKEN_PATCH = """
+_healthy_not_ready_reasons = AppStatus.not_ready_reasons
+
+
+def _broken_not_ready_reasons(self):
+    import os
+
+    reasons = _healthy_not_ready_reasons(self)
+    if self.slot_role == "active" and "1" in os.environ.get("SHARD_IDS", "").split(","):
+        reasons.append("broken build (deploy test)")
+    return reasons
+
+
+AppStatus.not_ready_reasons = _broken_not_ready_reasons
+"""
+
+
+# --- fixtures ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    reason = missing_prerequisites()
+    if reason is None and not (Path(sys.executable).parent / "ansible-playbook").exists():
+        reason = "ansible-playbook is not installed next to this Python (tox -e deploy)"
+    if reason:
+        pytest.skip(reason)
+    names = [f"ocv{os.getpid() % 100000}b{index}" for index in range(1, HOSTS + 1)]
+    lab = up(names, tmp_path_factory.mktemp("bluegreen"))
+    try:
+        yield lab
+    finally:
+        down(lab)
+
+
+@dataclass
+class Discord:
+    threaded: ThreadedFakeDiscord
+    guilds: dict[int, Guild]  # shard id -> a guild of that shard
+
+    def call(self, coro: Any, timeout: float = 30.0) -> Any:
+        return self.threaded.call(coro, timeout)
+
+
+@pytest.fixture(scope="module")
+def discord_fake(lab: Lab) -> Iterator[Discord]:
+    discord.opus._load_default()
+    threaded = ThreadedFakeDiscord(host=lab.hosts[0].gateway, guilds=2)
+    fake = threaded.start()
+    try:
+
+        async def shard_guilds() -> dict[int, Guild]:
+            found: dict[int, Guild] = {}
+            for attempt in range(8):
+                for guild in fake.world.guilds.values():
+                    found.setdefault((guild.id >> 22) % HOSTS, guild)
+                if len(found) == HOSTS:
+                    return found
+                fake.world.ids.next()  # shift the next guild's snowflake to another shard
+                fake.world.add_guild(f"guild-extra-{attempt}")
+            raise AssertionError(f"no guild for every shard: {found}")
+
+        guilds = threaded.call(shard_guilds())
+        ca = Path(str(fake.endpoints.ca_bundle)).read_text()
+        for host in lab.hosts:
+            run([*lab.ssh_argv(host), f"cat > {CA_PATH} && chmod 0644 {CA_PATH}"], stdin=ca)
+        yield Discord(threaded, guilds)
+    finally:
+        threaded.stop()
+
+
+@pytest.fixture(scope="module")
+def ansible_bg(lab: Lab) -> Ansible:
+    workdir = Path(lab.workdir) / "ansible"
+    workdir.mkdir(exist_ok=True)
+    return Ansible(fleet=lab, workdir=workdir)
+
+
+@pytest.fixture(scope="module")
+def inventory(lab: Lab) -> Path:
+    shards = {
+        host.name: {"shard_ids": [index], "shard_count": HOSTS}
+        for index, host in enumerate(lab.hosts)
+    }
+    return lab.inventory(Path(lab.workdir) / "staging.json", group="staging", host_vars=shards)
+
+
+@dataclass(frozen=True)
+class Releases:
+    first: Release
+    second: Release
+    broken: Release
+
+
+@pytest.fixture(scope="module")
+def releases(release: Release, tmp_path_factory: pytest.TempPathFactory) -> Releases:
+    directory = tmp_path_factory.mktemp("releases")
+    return Releases(
+        first=release,
+        second=derive(release, directory / "second", f"{release.version}.post1"),
+        broken=derive(
+            release,
+            directory / "broken",
+            f"{release.version}.post2",
+            {"openclaw_voice/ops/status.py": BROKEN_PATCH},
+        ),
+    )
+
+
+def bot_vars(discord_fake: Discord, release: Release, **overrides: object) -> dict[str, object]:
+    endpoints = discord_fake.threaded.fake.endpoints
+    return {
+        "env": "staging",
+        **TEST_SECRETS,
+        "vault_discord_token": BOT_TOKEN,
+        "vault_ops_admin_token": ADMIN_TOKEN,
+        "openclaw_voice_release_dir": str(release.directory),
+        "openclaw_voice_settings": {
+            "DISCORD_API_BASE": endpoints.api_base,
+            "DISCORD_GATEWAY_URL": endpoints.gateway_url,
+            "DISCORD_CA_BUNDLE": CA_PATH,
+        },
+        "openclaw_voice_watch_seconds": WATCH_SECONDS,
+        # The broken build never becomes ready: do not wait the default 30 s for it.
+        "openclaw_voice_promote_timeout": 15,
+        **overrides,
+    }
+
+
+# --- observing the hosts -------------------------------------------------------------------
+
+
+def slot_status(lab: Lab, host: Host, slot: str) -> dict[str, Any] | None:
+    result = lab.ssh(
+        host, f"curl -s --max-time 3 http://127.0.0.1:{SLOT_PORTS[slot]}/status", check=False
+    )
+    try:
+        value = json.loads(result.stdout)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def deploy_state(lab: Lab, host: Host) -> dict[str, Any]:
+    return dict(json.loads(lab.ssh(host, f"cat {STATE}/state.json").stdout))
+
+
+def history(lab: Lab, host: Host) -> list[dict[str, Any]]:
+    text = lab.ssh(host, f"cat {STATE}/history.jsonl", check=False).stdout
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def haproxy_weights(lab: Lab, host: Host) -> dict[str, int]:
+    states = json.loads(
+        lab.ssh(host, "/usr/local/sbin/openclaw-haproxy-cmd --states openclaw_voice").stdout
+    )
+    return {server: int(state["weight"]) for server, state in states.items()}
+
+
+def active_everywhere(lab: Lab, slot: str, version: str) -> None:
+    for host in lab.hosts:
+        state = deploy_state(lab, host)
+        assert state["active_slot"] == slot, (host.name, state)
+        assert state["slots"][slot] == version, (host.name, state)
+        status = slot_status(lab, host, slot)
+        assert status is not None
+        assert (status["slot_role"], status["version"], status["ready"]) == (
+            "active",
+            version,
+            True,
+        )
+        assert haproxy_weights(lab, host)[slot] == 100
+        config = lab.ssh(host, "grep -E '^ +server ' /etc/haproxy/haproxy.cfg").stdout
+        assert f"server {slot} 127.0.0.1:{SLOT_PORTS[slot]} check weight 100" in config
+        settings = lab.ssh(host, f"cat /etc/openclaw-voice/{slot}.env").stdout
+        assert 'SLOT_ROLE="active"' in settings
+
+
+@dataclass
+class Load:
+    """A bounded request loop through each host's HAProxy, on its own thread."""
+
+    hosts: list[Host]
+    max_requests: int = 20_000
+    pause: float = 0.02
+    served: Counter[str] = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+    requests: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> Load:
+        self._thread = threading.Thread(target=self._run, name="load", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        paths = ("/health", "/status")
+        while not self._stop.is_set() and self.requests < self.max_requests:
+            host = self.hosts[self.requests % len(self.hosts)]
+            url = f"http://{host.address}:8080{paths[self.requests % len(paths)]}"
+            self.requests += 1
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    self.served[f"{host.name}/{response.headers.get('X-OpenClaw-Slot')}"] += 1
+            except (urllib.error.URLError, OSError) as error:
+                self.failures.append(f"{time.strftime('%X')} {url}: {error}")
+            self._stop.wait(self.pause)
+
+
+@dataclass
+class Commands:
+    """Slash commands sent every ``pause`` seconds on their own thread (bounded)."""
+
+    discord_fake: Discord
+    guild: Guild
+    user: Any
+    pause: float = 0.5
+    max_commands: int = 200
+    sent: list[InteractionRecord] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> Commands:
+        self._thread = threading.Thread(target=self._run, name="commands", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        fake = self.discord_fake.threaded.fake
+        while not self._stop.is_set() and len(self.sent) < self.max_commands:
+            self.sent.append(
+                self.discord_fake.call(
+                    fake.invoke_slash_command("voice status", user=self.user, guild=self.guild)
+                )
+            )
+            self._stop.wait(self.pause)
+
+    def wait_answered(self, deadline: float = 20.0) -> None:
+        wait_for(
+            lambda: all(record.callbacks for record in self.sent),
+            "every slash command to be answered",
+            deadline,
+        )
+
+
+TIMINGS: dict[str, Any] = {}
+
+
+def note(name: str, value: object) -> None:
+    TIMINGS[name] = value
+    print(f"{name}: {value}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def write_timings(lab: Lab) -> Iterator[None]:
+    yield
+    (Path(lab.workdir) / "deploy-timings.json").write_text(json.dumps(TIMINGS, indent=2))
+
+
+@dataclass(frozen=True)
+class Rig:
+    """The provisioned lab and what drives it."""
+
+    lab: Lab
+    ansible: Ansible
+    inventory: Path
+    discord: Discord
+    releases: Releases
+    provisioned: PlaybookRun
+    logs: Path
+
+    def playbook(self, name: str, release: Release, **extra: object) -> PlaybookRun:
+        """Run a playbook; its whole output is kept in the lab's directory for a post-mortem."""
+        result = self.ansible.playbook(
+            name, inventory=self.inventory, extra_vars=bot_vars(self.discord, release, **extra)
+        )
+        self.logs.mkdir(exist_ok=True)
+        (self.logs / f"{len(list(self.logs.iterdir())):02d}-{name}.log").write_text(result.output)
+        return result
+
+
+def assert_ok(result: PlaybookRun) -> None:
+    assert result.returncode == 0, result.output[-12000:]
+
+
+# --- the scenarios, in order ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rig(
+    lab: Lab, ansible_bg: Ansible, inventory: Path, discord_fake: Discord, releases: Releases
+) -> Rig:
+    """The lab provisioned by site.yml with the first release: scenario 1."""
+    provisioned = ansible_bg.playbook(
+        "site.yml", inventory=inventory, extra_vars=bot_vars(discord_fake, releases.first)
+    )
+    assert_ok(provisioned)
+    logs = ansible_bg.workdir / "playbooks"
+    return Rig(lab, ansible_bg, inventory, discord_fake, releases, provisioned, logs)
+
+
+def test_1_first_deploy_from_site_yml(rig: Rig) -> None:
+    note("site_from_clean_seconds", round(rig.provisioned.seconds, 1))
+    active_everywhere(rig.lab, "blue", rig.releases.first.version)
+    for host in rig.lab.hosts:
+        assert [entry["outcome"] for entry in history(rig.lab, host)] == ["provisioned"]
+        assert (
+            rig.lab.ssh(
+                host, "systemctl is-active openclaw-voice@green", check=False
+            ).stdout.strip()
+            != "active"
+        )
+
+
+def test_2_deploy_under_load_moves_the_bot_and_answers_each_command_once(rig: Rig) -> None:
+    fake = rig.discord.threaded.fake
+    guild = rig.discord.guilds[0]  # served by the first host
+    channel = guild.voice_channels()[0]
+    alice = rig.discord.call(fake.add_simulated_user("alice", guild=guild, channel=channel))
+    started = rig.discord.call(
+        fake.invoke_slash_command("voice start", user=alice.user, guild=guild)
+    )
+    wait_for(lambda: started.callbacks, "/voice start to be answered", 20)
+    host = rig.lab.hosts[0]
+    wait_for(
+        lambda: (slot_status(rig.lab, host, "blue") or {}).get("active_sessions") == 1,
+        "blue to hold the voice session",
+        20,
+    )
+
+    with Load(rig.lab.hosts) as load, Commands(rig.discord, guild, alice.user) as commands:
+        result = rig.playbook("deploy.yml", rig.releases.second)
+    assert_ok(result)
+    commands.wait_answered()
+
+    assert load.failures == [], load.failures[:20]
+    assert load.requests > 100
+    active_everywhere(rig.lab, "green", rig.releases.second.version)
+    # The voice channel moved with the active role: green holds it, blue holds nothing.
+    assert guild.voice_states[fake.world.bot.id].channel_id == channel.id
+    wait_for(
+        lambda: (slot_status(rig.lab, host, "green") or {}).get("active_sessions") == 1,
+        "green to hold the voice session",
+        20,
+    )
+    assert (slot_status(rig.lab, host, "blue") or {}).get("active_sessions") == 0
+    assert (slot_status(rig.lab, host, "blue") or {}).get("slot_role") == "standby"
+    # Every command sent while the roles flipped was answered exactly once.
+    assert len(commands.sent) >= 5
+    assert [len(record.callbacks) for record in commands.sent] == [1] * len(commands.sent)
+    for name in (f"{host.name}/blue", f"{host.name}/green"):
+        assert load.served[name] > 0, load.served
+    per_host = [history(rig.lab, host)[-1] for host in rig.lab.hosts]
+    for entry in per_host:
+        assert entry["outcome"] == "deployed"
+        assert entry["watch"]["passed"] is True
+    note("deploy_seconds_per_host", [float(entry["seconds"]) for entry in per_host])
+    note("flip_seconds_per_host", [float(entry["flip_seconds"]) for entry in per_host])
+    note("deploy_playbook_seconds", round(result.seconds, 1))
+    note("deploy_load_requests", load.requests)
+    note("deploy_commands_during", len(commands.sent))
+
+
+def test_smoke_passes_through_haproxy_and_on_each_slot(rig: Rig) -> None:
+    result = rig.playbook("smoke.yml", rig.releases.second)
+    assert_ok(result)
+    # HAProxy plus the two running slots on each host, each probed and passing.
+    for host in rig.lab.hosts:
+        for target in ("HAProxy", "blue", "green"):
+            assert f"ok: [{host.name}] => (item={target})" in result.output, result.output[-5000:]
+
+
+def test_deploying_the_active_version_changes_nothing(rig: Rig) -> None:
+    before = [len(history(rig.lab, host)) for host in rig.lab.hosts]
+    result = rig.playbook("deploy.yml", rig.releases.second)
+    assert_ok(result)
+    assert f"already runs {rig.releases.second.version}" in result.output
+    assert [len(history(rig.lab, host)) for host in rig.lab.hosts] == before
+    for host in rig.lab.hosts:
+        assert result.recap[host.name]["changed"] == 0
+
+
+def test_4_rollback_to_the_previous_version(rig: Rig) -> None:
+    with Load(rig.lab.hosts) as load:
+        result = rig.playbook("rollback.yml", rig.releases.second)
+    assert_ok(result)
+    assert load.failures == [], load.failures[:20]
+    active_everywhere(rig.lab, "blue", rig.releases.first.version)
+    assert history(rig.lab, rig.lab.hosts[0])[-1]["outcome"] == "rolled back"
+    note("rollback_playbook_seconds", round(result.seconds, 1))
+    note("rollback_seconds_per_host", round(result.seconds / HOSTS, 1))
+    note(
+        "rollback_flip_seconds_per_host",
+        [float(history(rig.lab, host)[-1]["flip_seconds"]) for host in rig.lab.hosts],
+    )
+
+
+def test_haproxy_unreachable_fails_before_touching_slots(rig: Rig) -> None:
+    host = rig.lab.hosts[1]
+    before = [deploy_state(rig.lab, each) for each in rig.lab.hosts]
+    rig.lab.ssh(host, "systemctl stop haproxy")
+    try:
+        result = rig.playbook("deploy.yml", rig.releases.second)
+    finally:
+        rig.lab.ssh(host, "systemctl start haproxy")
+    assert result.returncode != 0
+    assert f"HAProxy on {host.name} is not usable for a flip, nothing was changed" in result.output
+    assert "Traceback" not in result.output
+    assert [deploy_state(rig.lab, each) for each in rig.lab.hosts] == before
+    for each in rig.lab.hosts:
+        assert (
+            rig.lab.ssh(
+                each, "systemctl is-active openclaw-voice@green", check=False
+            ).stdout.strip()
+            == "active"
+        )
+
+
+def test_3_broken_build_is_reverted_and_the_run_stops(rig: Rig) -> None:
+    wait_for(
+        lambda: all(haproxy_weights(rig.lab, host)["blue"] == 100 for host in rig.lab.hosts),
+        "HAProxy back on every host",
+        20,
+    )
+    first, second = rig.lab.hosts
+    with Load(rig.lab.hosts) as load:
+        result = rig.playbook("deploy.yml", rig.releases.broken)
+    assert result.returncode != 0
+    assert load.failures == [], load.failures[:20]
+    assert "Traceback" not in result.output
+    broken, old = rig.releases.broken.version, rig.releases.first.version
+    # The first host took the build (it is only broken on shard 1); the second reverted.
+    assert deploy_state(rig.lab, first)["active_slot"] == "green"
+    assert (slot_status(rig.lab, first, "green") or {}).get("version") == broken
+    active = deploy_state(rig.lab, second)
+    assert active["active_slot"] == "blue"
+    status = slot_status(rig.lab, second, "blue")
+    assert status is not None
+    assert (status["slot_role"], status["version"], status["ready"]) == ("active", old, True)
+    assert haproxy_weights(rig.lab, second) == {"blue": 100, "green": 0}
+    assert (
+        rig.lab.ssh(second, "systemctl is-active openclaw-voice@green", check=False).stdout.strip()
+        == "inactive"
+    )
+    assert (
+        rig.lab.ssh(
+            second, "test -x /opt/openclaw-voice/green/venv/bin/openclaw-voice", check=False
+        ).returncode
+        == 0
+    )
+    # The failure names the cause, the revert, and which host runs which version.
+    # The YAML callback wraps long messages: compare with single spaces.
+    output = " ".join(result.output.split())
+    summary = output[output.find("Deploy of ") :][:3000]
+    assert "broken build (deploy test)" in summary, result.output[-8000:]
+    assert f"{first.name}: {broken} (deployed, slot green)" in summary, summary
+    assert f"{second.name}: {old} (reverted, slot blue)" in summary, summary
+    entry = history(rig.lab, second)[-1]
+    assert entry["outcome"] == "reverted"
+    note("revert_seconds", float(entry["revert_seconds"]))
+
+
+def test_rollback_of_one_version_flips_only_the_hosts_running_it(rig: Rig) -> None:
+    first, second = rig.lab.hosts
+    before = deploy_state(rig.lab, second)
+    result = rig.playbook(
+        "rollback.yml", rig.releases.first, rollback_only_version=rig.releases.broken.version
+    )
+    assert_ok(result)
+    assert f"{second.name} runs {rig.releases.first.version}, not" in result.output
+    assert deploy_state(rig.lab, second) == before
+    state = deploy_state(rig.lab, first)
+    assert state["active_slot"] == "blue"
+    assert (slot_status(rig.lab, first, "blue") or {}).get("version") == rig.releases.first.version
+
+
+def test_rollback_refuses_when_a_standby_is_down(rig: Rig) -> None:
+    before = [deploy_state(rig.lab, host) for host in rig.lab.hosts]
+    result = rig.playbook("rollback.yml", rig.releases.first)
+    assert result.returncode != 0
+    second = rig.lab.hosts[1]
+    assert f"Cannot roll back {second.name}: the standby slot green" in result.output
+    assert "nothing was changed" in result.output
+    assert [deploy_state(rig.lab, host) for host in rig.lab.hosts] == before
