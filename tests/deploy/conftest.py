@@ -105,6 +105,10 @@ class Ansible:
             "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.workdir / "cp"),
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_FORCE_COLOR": "0",
+            # Per-task times in the output (where a deploy's seconds go).
+            "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
+            "PROFILE_TASKS_SORT_ORDER": "none",
+            "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "all",
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
         }
 
