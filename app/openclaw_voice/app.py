@@ -15,6 +15,7 @@ import structlog
 
 from openclaw_voice import __version__
 from openclaw_voice.agent.registry import build_agent_chain
+from openclaw_voice.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from openclaw_voice.config import Settings
 from openclaw_voice.discord.client import ShardedVoiceBot, VoiceBot
 from openclaw_voice.discord.commands import VoiceCommands
@@ -45,9 +46,6 @@ log = structlog.get_logger(__name__)
 SERVICE_NAME = "openclaw-voice"
 # How long an interaction waits for this slot to become active during a role flip.
 FLIP_GRACE_SECONDS = 2.0
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_CONFIG = 2
 
 
 class Application:
@@ -94,7 +92,9 @@ class Application:
             await bot.connected_once.wait()
         await bot.sync_commands()
         rejoined = await bot.sessions.restore()
-        bot.sessions.start_idle_watch()
+        # Check often enough that a short idle timeout is honoured about on time.
+        idle = self.settings.sessions.idle_timeout_seconds
+        bot.sessions.start_idle_watch(interval=min(15.0, max(0.1, idle / 4)))
         if self.metrics is not None:
             self.metrics.openclaw_voice_slot_active.set(1)
         log.info("acting on Discord events", context={"rejoined_guilds": len(rejoined)})

@@ -13,10 +13,17 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from openclaw_voice import __version__
-from openclaw_voice.app import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, SERVICE_NAME
-from openclaw_voice.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from openclaw_voice.config import Settings
+
+# Exit codes of every command (the bot's imports are deferred so that `probe` starts fast).
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2  # a configuration problem, or a token Discord rejects: systemd must not loop
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load(config: Path | None, *, offline: bool = False) -> Settings | None:
+    from openclaw_voice.config import ConfigError, load_settings
+
     try:
         return load_settings(config_file=config, offline=offline)
     except ConfigError as error:
@@ -76,6 +85,7 @@ def _load(config: Path | None, *, offline: bool = False) -> Settings | None:
 
 
 def _configure_observability(settings: Settings) -> None:
+    from openclaw_voice.app import SERVICE_NAME
     from openclaw_voice.ops.logging import configure_logging
     from openclaw_voice.ops.redaction import Redactor
     from openclaw_voice.ops.sentry import init_sentry

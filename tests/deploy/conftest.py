@@ -159,6 +159,7 @@ TEST_SECRETS = {
     "vault_stt_api_key": "deploy-test-stt-key",
     "vault_tts_api_key": "deploy-test-tts-key",
     "vault_openclaw_gateway_token": "deploy-test-gateway-token",
+    "vault_ops_admin_token": "deploy-test-ops-admin-token",
 }
 
 

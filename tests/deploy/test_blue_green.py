@@ -41,7 +41,6 @@ from tests.fakes.discord.world import Guild
 
 HOSTS = 2
 WATCH_SECONDS = 10
-ADMIN_TOKEN = "deploy-test-ops-admin-token"
 CA_PATH = "/etc/openclaw-voice-test-ca.pem"
 STATE = "/var/lib/openclaw-voice-deploy"
 SLOT_PORTS = {"blue": 8081, "green": 8082}
@@ -161,7 +160,6 @@ def bot_vars(discord_fake: Discord, release: Release, **overrides: object) -> di
         "env": "staging",
         **TEST_SECRETS,
         "vault_discord_token": BOT_TOKEN,
-        "vault_ops_admin_token": ADMIN_TOKEN,
         "openclaw_voice_release_dir": str(release.directory),
         "openclaw_voice_settings": {
             "DISCORD_API_BASE": endpoints.api_base,

@@ -9,8 +9,6 @@ decoded, and transcribed back.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import discord
 import numpy as np
@@ -19,70 +17,20 @@ import soxr
 
 from openclaw_voice.app import Application
 from openclaw_voice.audio.pcm import STT_SAMPLE_RATE, PcmAudio
-from openclaw_voice.config import load_settings
 from openclaw_voice.discord.client import VoiceBot
-from openclaw_voice.pipeline.guild import GuildPipeline
 from openclaw_voice.pipeline.manager import VoicePipeline
-from openclaw_voice.store.state import GuildSettings, StateStore
+from openclaw_voice.pipeline.turn import INTERRUPTED_MARK
+from openclaw_voice.store.state import GuildSettings
 from openclaw_voice.stt.base import TranscriptionRequest
 from openclaw_voice.stt.local import LocalSpeechToText
-from openclaw_voice.tts.base import SpeechRequest
-from openclaw_voice.tts.local import LocalTextToSpeech
-from tests.fakes.discord import FakeDiscord, SimulatedUser, VoiceConnection
-from tests.fakes.discord.fixtures import ClientRunner
+from tests.e2e.support import join_with, synthesize_48k_stereo, wait_until_quiet
+from tests.fakes.discord import FakeDiscord
 from tests.speech import word_error_rate
 
 QUESTION = "Repeat after me: the kitchen lights are on."
 ANSWER = "The kitchen lights are on."
 # Nothing listens on the discard port of the loopback address: connections are refused.
 URL = "http://127.0.0.1:9/v1"
-
-
-async def synthesize_48k_stereo(text: str) -> bytes:
-    """The user's voice: the local neural TTS, resampled to Discord's format."""
-    voice = LocalTextToSpeech()
-    try:
-        chunks = [chunk async for chunk in voice.synthesize(SpeechRequest(text))]
-    finally:
-        await voice.aclose()
-    rate = chunks[0].sample_rate
-    mono = np.frombuffer(b"".join(c.data for c in chunks), dtype=np.int16).astype(np.float32)
-    resampled = soxr.resample(mono / 32768, rate, 48_000)
-    pcm = (np.clip(resampled, -1, 1) * 32767).astype(np.int16)
-    silence = np.zeros(48_000, dtype=np.int16)  # a second of quiet ends the utterance
-    return np.repeat(np.concatenate([pcm, silence]), 2).tobytes()
-
-
-@pytest.fixture
-async def running_bot(
-    fake_discord: FakeDiscord,
-    discord_clients: ClientRunner,
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
-) -> AsyncIterator[tuple[VoiceBot, Application]]:
-    """The bot on the offline providers; ``indirect`` parameters add settings."""
-    endpoints = fake_discord.endpoints
-    settings = load_settings(
-        {
-            "DISCORD_TOKEN": fake_discord.token,
-            "DISCORD_API_BASE": endpoints.api_base,
-            "DISCORD_GATEWAY_URL": endpoints.gateway_url,
-            "DISCORD_CA_BUNDLE": str(endpoints.ca_bundle),
-            "STATE_DIR": str(tmp_path),
-            **getattr(request, "param", {}),
-        }
-    )
-    app = Application(settings)
-    store = await StateStore.open(tmp_path)
-    bot = app.build_bot(store)
-    try:
-        await discord_clients.start(bot)
-        await app.slot.set_role("active")
-        yield bot, app
-    finally:
-        await app.slot.set_role("standby")
-        await discord_clients.close()
-        await store.close()
 
 
 async def test_a_spoken_question_gets_a_spoken_answer(
@@ -148,27 +96,6 @@ async def test_a_spoken_question_gets_a_spoken_answer(
     assert word_error_rate(ANSWER, transcript.text) <= 0.25, transcript.text
 
 
-async def join_with(
-    fake: FakeDiscord, bot: VoiceBot, names: list[str]
-) -> tuple[list[SimulatedUser], VoiceConnection, GuildPipeline]:
-    channel = fake.voice_channel()
-    sims = [await fake.add_simulated_user(name, channel=channel) for name in names]
-    voice_channel = bot.get_channel(channel.id)
-    assert isinstance(voice_channel, discord.VoiceChannel)
-    assert bot.sessions is not None
-    await bot.sessions.start(voice_channel, started_by=sims[0].user.id, text_channel_id=None)
-    await fake.voice.calls[channel.id].wait_for_group(
-        {fake.world.bot.id, *(sim.user.id for sim in sims)}
-    )
-    await fake.recorder.wait_for(
-        "dave_transition_executed", lambda e: e.data["channel_id"] == channel.id
-    )
-    connection = await fake.voice.wait_for_connection(fake.guild.id)
-    pipeline = bot.sessions.observer
-    assert isinstance(pipeline, VoicePipeline)
-    return sims, connection, pipeline.guilds[fake.guild.id]
-
-
 async def test_with_two_people_only_the_one_who_says_the_wake_name_is_answered(
     fake_discord: FakeDiscord, running_bot: tuple[VoiceBot, Application]
 ) -> None:
@@ -210,6 +137,10 @@ async def test_speaking_over_the_bot_interrupts_it(
             await connection.capture.wait_for_frames(len(connection.capture.frames) + 1)
     # The long answer (about 8 s) was cut: far fewer frames than it would have taken.
     assert len(connection.capture.frames) - heard_before < 300
+    # The agent will see the reply as cut short, not as if it had been heard whole.
+    replies = [m.content for m in guild.agent_session.history if m.role == "assistant"]
+    assert replies
+    assert replies[0].endswith(INTERRUPTED_MARK)
 
 
 async def test_opted_out_speech_is_never_transcribed(
@@ -305,6 +236,7 @@ async def test_when_the_budget_is_spent_answers_come_in_text(
     guild = pipeline.guilds[fake_discord.guild.id]
 
     for turns in (1, 2):  # the first turn spends the day's 5 tokens, the second is over
+        await wait_until_quiet(fake_discord)  # not over the first answer: that interrupts it
         await alice.speak(question)
         async with asyncio.timeout(60):
             while len(guild.outcomes) < turns:

@@ -2,9 +2,9 @@
 
 Each fake (OpenAI, ElevenLabs, Google, Azure, OpenClaw) subclasses :class:`FakeHttpApi`,
 adds its routes in :meth:`routes`, and calls :meth:`FakeHttpApi.before_response` at the top
-of every handler so the shared controls apply: extra latency, queued failures (status,
-body, ``Retry-After``), malformed JSON, and cutting a stream after N chunks. Requests are
-recorded for assertions.
+of every handler so the shared controls apply: holding responses until released, extra
+latency, queued failures (status, body, ``Retry-After``), malformed JSON, and cutting a
+stream after N chunks. Requests are recorded for assertions (and can be waited for).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class Controls:
     malformed_json: int = 0  # how many next responses are not valid JSON
     cut_stream_after: int | None = None  # streaming responses stop after N chunks
     chunk_delay: float = 0.0  # between streamed chunks
+    hold: asyncio.Event | None = None  # when set up, responses wait until it is set
 
     def fail(self, status: int, times: int = 1, **kwargs: Any) -> None:
         for _ in range(times):
@@ -59,6 +60,7 @@ class FakeHttpApi:
     def __init__(self) -> None:
         self.controls = Controls()
         self.requests: list[RecordedRequest] = []
+        self._arrived = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -81,6 +83,8 @@ class FakeHttpApi:
         self.port = int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
+        if self.controls.hold is not None:
+            self.controls.hold.set()  # never leave a held handler behind
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -103,10 +107,21 @@ class FakeHttpApi:
             request.method, request.path, dict(request.headers), dict(request.query), body
         )
         self.requests.append(recorded)
+        self._arrived.set()
         return recorded
 
+    async def wait_for_requests(self, count: int, within: float = 30.0) -> list[RecordedRequest]:
+        """The first ``count`` requests, once they have arrived."""
+        async with asyncio.timeout(within):
+            while len(self.requests) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+        return self.requests[:count]
+
     async def before_response(self) -> web.Response | None:
-        """Apply latency and queued failures; a response returned here must be sent as-is."""
+        """Apply hold, latency and queued failures; a response returned here is sent as-is."""
+        if self.controls.hold is not None:
+            await self.controls.hold.wait()
         if self.controls.latency:
             await asyncio.sleep(self.controls.latency)
         if self.controls.failures:

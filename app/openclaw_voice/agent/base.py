@@ -40,6 +40,13 @@ class AgentSession:
         ):
             del self.history[0]
 
+    def replace(self, old: Message, new: Message) -> None:
+        """Put ``new`` where ``old`` is (the same object), if it is still remembered."""
+        for index, message in enumerate(self.history):
+            if message is old:
+                self.history[index] = new
+                return
+
 
 @dataclass(frozen=True)
 class AgentTurn:

@@ -154,7 +154,7 @@ class UserAudioStream:
                     errors = self._decoder.errors
                     samples = self._decoder.decode(slot.payload)
                     bad = self._decoder.errors - errors
-                    self._count(len(slot.payload))
+                    self._count(samples.size)
                 else:
                     recovered = self._decoder.recovered
                     samples = self._decoder.conceal(slot.next_payload)
@@ -178,10 +178,11 @@ class UserAudioStream:
 
         return deliver
 
-    def _count(self, payload_bytes: int) -> None:
+    def _count(self, samples: int) -> None:
+        """One packet decoded to PCM (counted as 16-bit samples at the decoder's output)."""
         if self._metrics is not None:
-            self._metrics.audio_frames_processed_total.labels(direction="inbound").inc()
-            self._metrics.audio_bytes_processed_total.labels(direction="inbound").inc(payload_bytes)
+            self._metrics.audio_frames_processed_total.labels(format="pcm").inc()
+            self._metrics.audio_bytes_processed_total.labels(format="pcm").inc(2 * samples)
 
     def _release_model(self) -> None:
         """Returns the VAD model and goes dormant, unless speech is in progress."""

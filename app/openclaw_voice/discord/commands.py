@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import discord
 import structlog
@@ -21,6 +21,9 @@ from openclaw_voice.discord.ratelimit import CommandLimits
 from openclaw_voice.discord.sessions import VoiceConnectError, VoiceSessionManager
 from openclaw_voice.ops.metrics import Metrics
 from openclaw_voice.store.state import GuildSettings, StateStore, StoreError
+
+if TYPE_CHECKING:
+    from openclaw_voice.pipeline.budget import BudgetPolicy
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +36,9 @@ class Assistant(Protocol):
     async def ask(self, member: discord.Member, question: str, *, in_voice: bool) -> str: ...
 
     def describe(self, guild_id: int) -> list[str]: ...
+
+    @property
+    def budgets(self) -> BudgetPolicy: ...
 
     def set_opted_out(self, guild_id: int, user_id: int, opted_out: bool) -> None: ...
 
@@ -209,8 +215,30 @@ class VoiceCommands(app_commands.Group):
         )
         if self.assistant is not None:
             lines.extend(self.assistant.describe(member.guild.id))
+            lines.append(await self._budget_left(member.guild.id, self.assistant.budgets))
         self._count("status", "ok")
         await interaction.response.send_message("\n".join(lines), ephemeral=True)
+
+    async def _budget_left(self, guild_id: int, budgets: BudgetPolicy) -> str:
+        """What is left of today's daily budgets (UTC day), for ``/voice status``."""
+        if not budgets.limited:
+            return "Budget: no daily limit."
+        try:
+            used = await self.store.usage(guild_id)
+        except StoreError:
+            return "Budget left today: unknown right now."
+        limits: tuple[tuple[str, float, float, str], ...] = (
+            # usage kind, daily limit (0: none), stored units per shown unit, shown unit
+            ("stt_seconds", budgets.stt_seconds, 60, "{:.1f} min of listening"),
+            ("tts_characters", budgets.tts_characters, 1, "{:.0f} characters of speech"),
+            ("llm_tokens", budgets.llm_tokens, 1, "{:.0f} agent tokens"),
+        )
+        parts = []
+        for kind, limit, per_unit, shown in limits:
+            if limit:
+                left = max(0.0, limit - used.get(kind, 0.0))
+                parts.append(shown.format(left / per_unit) + (" (used up)" if not left else ""))
+        return f"Budget left today: {', '.join(parts)}."
 
     @app_commands.command(name="settings", description="Change how the assistant listens (admins)")
     @app_commands.default_permissions(manage_guild=True)

@@ -158,10 +158,8 @@ class StreamingSource(discord.AudioSource):
             self._wake_feeder()
             self.frames_played += 1
             if self._metrics is not None:
-                self._metrics.audio_frames_processed_total.labels(direction="outbound").inc()
-                self._metrics.audio_bytes_processed_total.labels(direction="outbound").inc(
-                    FRAME_BYTES
-                )
+                self._metrics.audio_frames_processed_total.labels(format="pcm").inc()
+                self._metrics.audio_bytes_processed_total.labels(format="pcm").inc(FRAME_BYTES)
             return frame
         with self._lock:
             if not self._ended and self._finished and not self._feeding and self._feeder_done():

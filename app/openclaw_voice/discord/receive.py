@@ -134,7 +134,7 @@ class VoiceReceiver:
         self._loop = loop
         self._max_decrypt_failures = max_decrypt_failures
         self.on_decrypt_failures = on_decrypt_failures
-        self._metrics = metrics
+        self.metrics = metrics  # set by the session manager before listening
         self._clock = clock
         self.stats = ReceiveStats()
         self._decryptor: TransportDecryptor | None = None
@@ -234,9 +234,10 @@ class VoiceReceiver:
             return
         packet = OpusPacket(header.sequence, header.timestamp, frame_or_none, self._clock())
         self.stats.add("delivered")
-        if self._metrics is not None:
-            self._metrics.audio_frames_processed_total.labels(direction="inbound").inc()
-            self._metrics.audio_bytes_processed_total.labels(direction="inbound").inc(len(data))
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.audio_frames_processed_total.labels(format="opus").inc()
+            metrics.audio_bytes_processed_total.labels(format="opus").inc(len(frame_or_none))
         with self._outbox_lock:
             self._outbox.append((user_id, packet))
             if self._drain_scheduled:
@@ -337,8 +338,9 @@ class VoiceReceiver:
 
     def _drop(self, reason: str, amount: int = 1) -> None:
         self.stats.add(reason, amount)
-        if self._metrics is not None:
-            self._metrics.audio_frames_dropped_total.labels(reason=reason).inc(amount)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.audio_frames_dropped_total.labels(reason=reason).inc(amount)
         now = self._clock()
         if now - self._last_drop_log.get(reason, -DROP_LOG_INTERVAL) >= DROP_LOG_INTERVAL:
             self._last_drop_log[reason] = now
@@ -346,7 +348,15 @@ class VoiceReceiver:
 
 
 def _dave_failure_reason(error: Exception) -> str:
+    """The drop reason for a davey decrypt error (davey raises ValueError naming the kind).
+
+    ``NoDecryptorForUser``: no key ratchet for the sender yet (before our Welcome/Commit is
+    processed); ``NoValidCryptorFound``: none for the frame's generation (around an epoch
+    change). Both are expected for a moment after joining or a transition.
+    """
     text = f"{type(error).__name__} {error}"
+    if "NoDecryptorForUser" in text:
+        return "dave_no_decryptor"
     if "NoValidCryptor" in text:
         return "dave_no_cryptor"
     if "Unencrypted" in text:

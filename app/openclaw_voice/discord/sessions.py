@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import discord
 import structlog
@@ -31,6 +32,11 @@ log = structlog.get_logger(__name__)
 REQUESTED_LEAVES = frozenset(
     {"stop", "alone", "idle", "shutdown", "guild_removed", "channel_deleted", "rejoin"}
 )
+
+
+# Voice close codes after which Discord does not want the connection back (rate limited,
+# call terminated): the session ends, its channel stays wanted for the next process.
+NO_REJOIN_CLOSE_CODES = frozenset({4021, 4022})
 
 
 class VoiceConnectError(Exception):
@@ -68,6 +74,8 @@ class SessionPolicy:
     idle_timeout: float = 300.0
     max_sessions: int = 50
     goodbye_timeout: float = 10.0
+    max_rejoins: int = 3  # rejoins after lost connections per guild within rejoin_window
+    rejoin_window: float = 600.0
 
 
 def humans_in(channel: discord.abc.GuildChannel, bot_id: int) -> int:
@@ -112,6 +120,7 @@ class VoiceSessionManager:
         self._idle_task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._rejoining: set[int] = set()
+        self._rejoins: dict[int, deque[float]] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     async def wait_until(self, condition: Callable[[], bool], within: float = 30.0) -> None:
@@ -120,6 +129,11 @@ class VoiceSessionManager:
             while not condition():
                 self._changed.clear()
                 await self._changed.wait()
+
+    @property
+    def rejoining(self) -> frozenset[int]:
+        """Guilds whose session is being rejoined right now."""
+        return frozenset(self._rejoining)
 
     def _notify(self) -> None:
         self._changed.set()
@@ -155,7 +169,10 @@ class VoiceSessionManager:
                 session = VoiceSession(
                     guild_id, channel.id, await self._connect(channel), started_by, text_channel_id
                 )
-                session.voice.receiver.on_decrypt_failures = lambda: self._rejoin_soon(guild_id)
+                voice = session.voice
+                voice.receiver.metrics = self._metrics
+                voice.receiver.on_decrypt_failures = lambda: self._rejoin_soon(guild_id)
+                voice.on_connection_lost = lambda code: self._voice_lost(guild_id, voice, code)
                 self.sessions[guild_id] = session
                 self._count()
             await self._remember(session)
@@ -183,7 +200,11 @@ class VoiceSessionManager:
                     self_deaf=False,
                 )
             except (TimeoutError, discord.ClientException, discord.ConnectionClosed) as error:
-                last_error = f"{type(error).__name__}: {error}"
+                last_error = (
+                    f"no answer from Discord within {self.policy.connect_timeout:g} s"
+                    if isinstance(error, TimeoutError)
+                    else f"{type(error).__name__}: {error}"
+                )
                 self._connect_metric("failure")
                 log.warning(
                     "voice connect attempt failed",
@@ -219,8 +240,31 @@ class VoiceSessionManager:
                 text_channel_id=session.text_channel_id,
             )
 
-    def _rejoin_soon(self, guild_id: int) -> None:
-        """Sustained DAVE decrypt failures: leave and join again, as Discord clients do."""
+    def _voice_lost(self, guild_id: int, voice: ListeningVoiceClient, code: int | None) -> None:
+        """Discord ended a session's voice connection without removing the bot (4006, 4015,
+        ...): join again with a fresh connection, a bounded number of times."""
+        session = self.sessions.get(guild_id)
+        if session is None or session.voice is not voice or guild_id in self._leaving:
+            return
+        now = self._clock()
+        recent = self._rejoins.setdefault(guild_id, deque())
+        while recent and now - recent[0] > self.policy.rejoin_window:
+            recent.popleft()
+        context = {"close_code": code, "channel_id": str(session.channel_id)}
+        if code in NO_REJOIN_CLOSE_CODES or len(recent) >= self.policy.max_rejoins:
+            # The channel stays wanted: a restart or the next promotion tries again.
+            log.error(
+                "voice connection lost; not rejoining", guildId=str(guild_id), context=context
+            )
+            self._spawn(self.stop(guild_id, reason="lost", forget=False), f"lost-{guild_id}")
+            return
+        recent.append(now)
+        log.info("rejoining the voice channel", guildId=str(guild_id), context=context)
+        self._rejoin_soon(guild_id, reason="lost")
+
+    def _rejoin_soon(self, guild_id: int, reason: str = "rejoin") -> None:
+        """Leave and join again: after sustained DAVE decrypt failures (as Discord clients
+        do) or a lost voice connection."""
         session = self.sessions.get(guild_id)
         if session is None or guild_id in self._rejoining:
             return
@@ -230,7 +274,9 @@ class VoiceSessionManager:
             try:
                 guild = self._client.get_guild(guild_id)
                 channel = guild.get_channel(session.channel_id) if guild else None
-                await self.stop(guild_id, reason="rejoin", forget=False)
+                await self.stop(guild_id, reason=reason, forget=False)
+                if guild is not None:
+                    await self._wait_out_of_voice(guild)
                 if isinstance(channel, discord.VoiceChannel | discord.StageChannel):
                     await self.start(
                         channel,
@@ -238,11 +284,28 @@ class VoiceSessionManager:
                         text_channel_id=session.text_channel_id,
                     )
             except VoiceConnectError as error:
-                log.error("rejoin after decrypt failures failed", error=str(error))
+                # The channel stays wanted: a restart or the next promotion tries again.
+                log.error(
+                    "could not rejoin the voice channel", guildId=str(guild_id), error=str(error)
+                )
             finally:
                 self._rejoining.discard(guild_id)
+                self._notify()
 
-        task = asyncio.create_task(rejoin(), name=f"rejoin-{guild_id}")
+        self._spawn(rejoin(), f"rejoin-{guild_id}")
+
+    async def _wait_out_of_voice(self, guild: discord.Guild) -> None:
+        """Until Discord confirms the bot left (a join sent before that confirmation arrives
+        would be torn down by it); at most one connect timeout."""
+        me = guild.me
+        with contextlib.suppress(TimeoutError):
+            await self.wait_until(
+                lambda: me is None or me.voice is None or me.voice.channel is None,
+                within=self.policy.connect_timeout,
+            )
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -318,6 +381,9 @@ class VoiceSessionManager:
 
     async def shutdown(self) -> None:
         """Leave every channel but keep the desired presence, for the next process."""
+        for task in list(self._background):  # a rejoin must not outlive the shutdown
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         for guild_id in list(self.sessions):
             await self.stop(guild_id, reason="shutdown", forget=False)
         if self._idle_task is not None:
@@ -331,12 +397,17 @@ class VoiceSessionManager:
         self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState
     ) -> None:
         guild_id = member.guild.id
+        me = self._client.user
+        is_me = me is not None and member.id == me.id
+        if is_me:
+            self._notify()  # for _wait_out_of_voice
         session = self.sessions.get(guild_id)
         if session is None:
             return
-        me = self._client.user
-        if me is not None and member.id == me.id:
+        if is_me:
             if after.channel is None and guild_id not in self._leaving:
+                if not session.voice.removed:
+                    return  # our connection left by itself; it reports why (_voice_lost)
                 # Kicked or disconnected by a moderator: honour it, don't come back.
                 await self.stop(guild_id, reason="disconnected", forget=True)
             elif after.channel is not None and after.channel.id != session.channel_id:

@@ -65,7 +65,10 @@ PIPELINE_PHASES: tuple[str, ...] = (
     "synthesizing",
     "playing",
 )
-AUDIO_DIRECTIONS: tuple[str, ...] = ("inbound", "outbound")
+# audio_*_processed_total{format}: "opus" = Opus frames received from Discord (after
+# decryption); "pcm" = 20 ms PCM frames decoded from them for the speech path or played
+# to Discord.
+AUDIO_FORMATS: tuple[str, ...] = ("opus", "pcm")
 TURN_STATUSES: tuple[str, ...] = ("completed", "error", "interrupted")
 
 REQUIRED_METRIC_NAMES: tuple[str, ...] = (
@@ -295,7 +298,10 @@ class Metrics:
             "pipeline_active_sessions", "Voice sessions currently running.", registry=registry
         )
         self.pipeline_error_total = Counter(
-            "pipeline_error_total", "Pipeline errors by error code.", ["code"], registry=registry
+            "pipeline_error_total",
+            "Pipeline errors by error code and the phase the turn was in.",
+            ["error_code", "phase"],
+            registry=registry,
         )
         self.pipeline_recovery_attempt_total = Counter(
             "pipeline_recovery_attempt_total", "Recovery attempts started.", registry=registry
@@ -329,14 +335,14 @@ class Metrics:
 
         self.audio_frames_processed_total = Counter(
             "audio_frames_processed_total",
-            "Audio frames processed.",
-            ["direction"],
+            "Audio frames processed by format: opus received from Discord, pcm decoded or played.",
+            ["format"],
             registry=registry,
         )
         self.audio_bytes_processed_total = Counter(
             "audio_bytes_processed_total",
-            "Audio bytes processed.",
-            ["direction"],
+            "Audio bytes processed, by format (opus payloads; pcm as 16-bit samples).",
+            ["format"],
             registry=registry,
         )
         self.audio_frames_dropped_total = Counter(
@@ -487,9 +493,9 @@ class Metrics:
             self.pipeline_turns_total.labels(status=status)
         for phase in PIPELINE_PHASES:
             self.pipeline_request_duration_seconds.labels(phase=phase)
-        for direction in AUDIO_DIRECTIONS:
-            self.audio_frames_processed_total.labels(direction=direction)
-            self.audio_bytes_processed_total.labels(direction=direction)
+        for audio_format in AUDIO_FORMATS:
+            self.audio_frames_processed_total.labels(format=audio_format)
+            self.audio_bytes_processed_total.labels(format=audio_format)
 
         self.resources = ResourceCollector(loop_lag=loop_lag, proc_root=proc_root)
         registry.register(self.resources)

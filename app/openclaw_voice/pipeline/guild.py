@@ -3,8 +3,15 @@
 Each speaker has their own audio stream (jitter buffer, decoder, VAD) on the process's
 shared frame clock, so several people can talk at once and every utterance keeps its
 speaker. Utterances become turns, answered one at a time in arrival order from a
-bounded queue. A user who starts speaking while the bot is answering interrupts it:
-playback stops within a frame and the in-flight agent and speech work is cancelled.
+bounded queue. A user who starts speaking while the bot's reply is playing interrupts it
+(barge-in): playback stops within a frame and the in-flight agent and speech work is
+cancelled. Speech before the reply is heard does not interrupt anyone; it queues.
+
+Continuation: a speaker who paused long enough to end an utterance (the end-of-speech
+silence) but goes on within a short grace after it, before their reply has started
+playing, has not finished their turn. Their pending turn is withdrawn (cancelled if it was
+already running: transcription and agent work is speculative until the reply plays) and
+the two utterances are answered as one: one transcript, one agent call, one reply.
 Opted-out users' audio is dropped before it is even decoded.
 """
 
@@ -20,16 +27,24 @@ from typing import Protocol
 
 import structlog
 
-from openclaw_voice.agent.base import AgentSession
+from openclaw_voice.agent.base import AgentSession, Message
 from openclaw_voice.audio.clock import FrameClock
 from openclaw_voice.audio.packets import OpusPacket, Utterance
+from openclaw_voice.audio.pcm import PcmAudio
 from openclaw_voice.audio.user_stream import StreamSettings, UserAudioStream
 from openclaw_voice.audio.vad import VadPool, VadSettings
 from openclaw_voice.errors import VoiceError
 from openclaw_voice.ops.metrics import Metrics
 from openclaw_voice.pipeline.addressing import decide
 from openclaw_voice.pipeline.budget import GuildBudget
-from openclaw_voice.pipeline.turn import AudioOut, TurnOutcome, TurnRequest, TurnRunner, replay
+from openclaw_voice.pipeline.turn import (
+    AudioOut,
+    TurnOutcome,
+    TurnRequest,
+    TurnRunner,
+    interrupted_reply,
+    replay,
+)
 from openclaw_voice.store.state import GuildSettings
 
 log = structlog.get_logger(__name__)
@@ -37,10 +52,28 @@ log = structlog.get_logger(__name__)
 BUDGET_NOTICE = "Today's voice budget for this server is used up, so I'll answer in text."
 
 RECENT_TURNS = 20  # kept for /voice status and tests; bounded so long sessions stay small
+# Speech resumed within this long after an utterance's end of speech continues it.
+CONTINUATION_GRACE_SECONDS = 1.0
+# Continuations stop merging once the merged utterance would be longer than this.
+MAX_MERGED_SECONDS = 60.0
+
+
+def merge_utterances(first: Utterance, then: Utterance) -> Utterance | None:
+    """One utterance from two of the same speaker (None when their formats differ)."""
+    a, b = first.audio, then.audio
+    if (a.sample_rate, a.channels) != (b.sample_rate, b.channels) or first.user_id != then.user_id:
+        return None
+    audio = PcmAudio(a.data + b.data, a.sample_rate, a.channels)
+    return Utterance(first.user_id, audio, first.first_voiced_at, then.last_voiced_at)
 
 
 class Speaker(AudioOut, Protocol):
     """Playback that can also be cut off (Discord's VoicePlayback, or a test double)."""
+
+    @property
+    def playing(self) -> bool:
+        """True while audio is playing or queued."""
+        ...
 
     def interrupt(self) -> None: ...
 
@@ -77,8 +110,10 @@ class GuildPipeline:
         metrics: Metrics | None = None,
         queue_size: int = 8,
         budget: GuildBudget | None = None,
+        continuation_grace: float = CONTINUATION_GRACE_SECONDS,
     ) -> None:
         self.guild_id = guild_id
+        self.continuation_grace = continuation_grace
         self.budget = budget
         self._budget_notice_day: dt.date | None = None
         self.runner = runner
@@ -98,7 +133,16 @@ class GuildPipeline:
         self.outcomes: deque[tuple[TurnRequest, TurnOutcome]] = deque(maxlen=RECENT_TURNS)
         self.last_outcome: TurnOutcome | None = None
         self._current: asyncio.Task[TurnOutcome] | None = None
-        self._responding = False
+        self._current_request: TurnRequest | None = None
+        self._current_outcome: TurnOutcome | None = None
+        # Per speaker: their latest voice turn not yet heard (queued, running, or ignored),
+        # which speech resumed within the grace continues; and a withdrawn turn waiting
+        # for the rest of the utterance to be merged with it.
+        self._open: dict[int, TurnRequest] = {}
+        self._held: dict[int, TurnRequest] = {}
+        self._queued: set[str] = set()  # turn ids waiting in `turns`
+        self._withdrawn: set[str] = set()  # queued turn ids continued before they ran
+        self.continued = 0  # turns merged into their continuation
         self.accepting = True
         self._worker = asyncio.create_task(self._work(), name=f"turns-{guild_id}")
 
@@ -137,19 +181,80 @@ class GuildPipeline:
     def set_opted_out(self, user_id: int, opted_out: bool) -> None:
         if opted_out:
             self.opted_out.add(user_id)
+            self._held.pop(user_id, None)
             self.on_user_left(user_id)  # forget whatever of theirs is buffered
         else:
             self.opted_out.discard(user_id)
 
     def _on_speech_start(self, user_id: int, at: float) -> None:
-        if self._responding and user_id not in self.opted_out:
+        if user_id in self.opted_out:
+            return
+        self._continue(user_id, at)
+        replying = self._audible_reply()
+        if replying is not None:
             log.info("barge-in", guildId=str(self.guild_id), userId=str(user_id))
             self.interrupt()
+            replying.status = "interrupted"  # also when its turn had finished but not its audio
+            if replying.remembered is not None:  # finished: correct what the history says
+                cut = Message("assistant", interrupted_reply(replying.spoken))
+                self.agent_session.replace(replying.remembered, cut)
+                replying.remembered = cut
+
+    def _audible_reply(self) -> TurnOutcome | None:
+        """The reply being heard right now, if any.
+
+        The turn in progress once its first audio has played; with no turn in progress,
+        the last one while its audio is still playing out.
+        """
+        current = self._current_outcome
+        if current is not None:
+            return current if current.heard else None
+        last = self.last_outcome
+        if last is not None and last.heard and self.speaker.playing:
+            return last
+        return None
+
+    def _continue(self, user_id: int, at: float) -> bool:
+        """Withdraw the speaker's unheard turn if speech at ``at`` continues it."""
+        request = self._open.get(user_id)
+        utterance = request.utterance if request is not None else None
+        if request is None or utterance is None:
+            return False
+        paused = at - utterance.last_voiced_at
+        if paused > self.settings.end_of_speech_ms / 1000 + self.continuation_grace:
+            return False
+        if utterance.audio.duration_seconds >= MAX_MERGED_SECONDS:
+            return False
+        running = self._current_request is request
+        if running:
+            task, outcome = self._current, self._current_outcome
+            if task is None or outcome is None or task.done() or outcome.heard:
+                return False  # too late: answered, or the reply is playing (a barge-in)
+            outcome.status = "continued"  # its queued speech will not play
+            task.cancel()
+        elif request.turn_id in self._queued:
+            self._withdrawn.add(request.turn_id)
+        # else: it was ignored (not addressed); the merged utterance gets another look.
+        del self._open[user_id]
+        self._held[user_id] = request
+        log.info(
+            "speaker continued; merging with what follows",
+            guildId=str(self.guild_id),
+            userId=str(user_id),
+            context={"paused_ms": round(paused * 1000), "was_running": running},
+        )
+        return True
 
     def _on_utterance(self, utterance: Utterance) -> None:
         if not self.accepting:
             return  # draining for a shutdown or a slot flip: no new turns
         self.context.touch()
+        held = self._held.pop(utterance.user_id, None)
+        if held is not None and held.utterance is not None:
+            merged = merge_utterances(held.utterance, utterance)
+            if merged is not None:
+                utterance = merged
+                self.continued += 1
         request = TurnRequest(
             guild_id=self.guild_id,
             user_id=utterance.user_id,
@@ -159,10 +264,15 @@ class GuildPipeline:
         )
         try:
             self.turns.put_nowait(request)
+            self._queued.add(request.turn_id)
         except asyncio.QueueFull:
             log.warning("turn queue full; utterance dropped", userId=str(utterance.user_id))
             if self._metrics is not None:
-                self._metrics.pipeline_error_total.labels(code="6001").inc()
+                self._metrics.pipeline_error_total.labels(
+                    error_code="6001", phase="receiving"
+                ).inc()
+            return
+        self._open[utterance.user_id] = request
 
     # --- turns --------------------------------------------------------------------------
 
@@ -186,25 +296,37 @@ class GuildPipeline:
         if over_budget:
             speak = False
             await self._budget_notice()
-        self._responding = True
+        # Queued until the task exists (no await from here on): until then, a continuation
+        # withdraws the turn instead of cancelling it.
+        self._queued.discard(request.turn_id)
+        if request.turn_id in self._withdrawn:
+            self._withdrawn.discard(request.turn_id)
+            return TurnOutcome("continued")  # answered together with its continuation
+        outcome = TurnOutcome("completed")
         task = asyncio.create_task(
             self.runner.run(
                 request,
                 self.agent_session,
                 self.speaker if speak else None,
                 accept=self._accept if request.utterance is not None else (lambda text: text),
+                outcome=outcome,
             )
         )
-        self._current = task
+        self._current, self._current_request, self._current_outcome = task, request, outcome
         try:
-            outcome = await asyncio.shield(task)
+            await asyncio.shield(task)
         except asyncio.CancelledError:
-            if not task.cancelled():
+            this = asyncio.current_task()
+            if not task.cancelled() or (this is not None and this.cancelling()):
                 raise  # we ourselves are being cancelled (shutdown)
-            outcome = TurnOutcome("interrupted")
+            if outcome.status != "continued":
+                outcome.status = "interrupted"
         finally:
-            self._responding = False
-            self._current = None
+            self._current = self._current_request = self._current_outcome = None
+        if outcome.status == "continued":
+            return outcome  # answered together with its continuation
+        if self._open.get(request.user_id) is request and outcome.status != "ignored":
+            del self._open[request.user_id]  # heard (or failed): the next speech is a new turn
         if outcome.status != "interrupted":
             self.speaker.finish()  # stop sending silence once the reply has played
         self.last_outcome = outcome

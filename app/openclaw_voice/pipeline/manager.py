@@ -12,7 +12,7 @@ import discord
 import structlog
 
 from openclaw_voice.agent.base import AgentSession
-from openclaw_voice.audio.clock import FrameClock
+from openclaw_voice.audio.clock import FRAME_SECONDS, FrameClock
 from openclaw_voice.audio.vad import VadPool
 from openclaw_voice.discord.playback import VoicePlayback
 from openclaw_voice.discord.sessions import VoiceSession, humans_in
@@ -119,19 +119,30 @@ class VoicePipeline:
         pipeline = self.guilds.pop(session.guild_id, None)
         if pipeline is None:
             return
-        goodbye = GOODBYES.get(reason)
-        if goodbye is not None:
-            try:
-                chunks = [chunk async for chunk in self.runner.speech(goodbye, session.guild_id)]
-                source = pipeline.speaker.say(replay(chunks))
-                wait = getattr(source, "wait_closed", None)
-                if wait is not None:
-                    await wait()
-            except Exception as error:  # saying goodbye is a courtesy, not a requirement
-                log.warning("goodbye not spoken", error=str(error))
-        await pipeline.close()
-        if not self.guilds:
-            await self.clock.stop()
+        try:
+            goodbye = GOODBYES.get(reason)
+            if goodbye is not None:
+                await self._say_goodbye(pipeline, goodbye)
+        finally:  # even when the goodbye ran out of time: the session's audio work ends
+            await pipeline.close()
+            if not self.guilds:
+                await self.clock.stop()
+
+    async def _say_goodbye(self, pipeline: GuildPipeline, text: str) -> None:
+        """Speak ``text`` and wait until it has played out (the caller bounds the wait)."""
+        pipeline.accepting = False
+        try:
+            chunks = [chunk async for chunk in self.runner.speech(text, pipeline.guild_id)]
+        except Exception as error:  # saying goodbye is a courtesy, not a requirement
+            log.warning("goodbye not spoken", error=str(error))
+            return
+        source = pipeline.speaker.say(replay(chunks))
+        pipeline.speaker.finish()  # nothing follows: the source ends once this has played
+        wait = getattr(source, "wait_closed", None)
+        if wait is not None:
+            await wait()  # every frame is encoded; the last ones are still buffered
+        await asyncio.sleep(getattr(source, "queued_frames", 0) * FRAME_SECONDS)  # play out
+        log.info("goodbye spoken", guildId=str(pipeline.guild_id), context={"text": text})
 
     # --- Assistant ----------------------------------------------------------------------
 

@@ -5,11 +5,16 @@ requested at once (prefetched, bounded) and queued for playback in order, so the
 sentence plays while the agent is still writing the rest. A failure in any stage becomes
 a coded error and, when the turn can recover, a short spoken apology from the phrase
 cache; a turn never ends in silence without a log line and a metric saying why.
+
+A turn the same speaker continued (they paused, then went on before the reply was heard)
+is abandoned with status ``continued``: its queued speech never plays, nothing is
+remembered or counted, and the guild pipeline answers the merged utterance instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
@@ -32,8 +37,10 @@ from openclaw_voice.tts.text import SentenceChunker
 
 log = structlog.get_logger(__name__)
 
-TurnStatus = Literal["completed", "ignored", "error", "interrupted"]
+TurnStatus = Literal["completed", "ignored", "error", "interrupted", "continued"]
 MAX_RECOVERIES = 3
+# Ends a reply in the conversation history that a user interrupted (barge-in).
+INTERRUPTED_MARK = "[interrupted by the user]"
 PREFETCH_CHUNKS = 64
 
 
@@ -72,6 +79,34 @@ class TurnOutcome:
     error: VoiceError | None = None
     timings: dict[str, float] = field(default_factory=dict)
     first_audio_at: float | None = None
+    # Sentences of the reply whose audio began playing, and the reply as remembered.
+    spoken: list[str] = field(default_factory=list)
+    remembered: Message | None = None
+
+    @property
+    def heard(self) -> bool:
+        """True once the reply's first audio went to playback."""
+        return self.first_audio_at is not None
+
+
+def interrupted_reply(spoken: list[str]) -> str:
+    """What the history keeps of a reply cut short: the sentences that began playing, marked."""
+    heard = " ".join(sentence.strip() for sentence in spoken if sentence.strip())
+    return f"{heard} {INTERRUPTED_MARK}" if heard else INTERRUPTED_MARK
+
+
+class _SentenceAudio:
+    """One sentence's speech, prefetched by a TTS task and drained by playback in order."""
+
+    def __init__(self) -> None:
+        self.chunks: asyncio.Queue[PcmAudio | BaseException | None] = asyncio.Queue(PREFETCH_CHUNKS)
+        self.abandoned = False
+
+    def abandon(self) -> None:
+        """The sentence will not be completed: playback stops at its next chunk, or now."""
+        self.abandoned = True
+        with contextlib.suppress(asyncio.QueueFull):  # full: the reader sees `abandoned`
+            self.chunks.put_nowait(None)
 
 
 class TurnRunner:
@@ -141,7 +176,7 @@ class TurnRunner:
         turn = AgentTurn(text=text, user_id=request.user_id, display_name=request.display_name)
         chunker = SentenceChunker()
         started = self._clock()
-        prefetches: list[asyncio.Task[None]] = []
+        prefetches: list[tuple[asyncio.Task[None], _SentenceAudio]] = []
         first_token: float | None = None
         try:
             async for delta in agent_reply(self.agent, session, turn):
@@ -156,10 +191,14 @@ class TurnRunner:
                 self._speak_sentence(tail, request, out, outcome, prefetches)
             self._phase("processing", self._clock() - started)
             if prefetches:
-                await asyncio.gather(*prefetches)
+                await asyncio.gather(*(task for task, _ in prefetches))
         except BaseException:
-            for task in prefetches:
-                task.cancel()
+            # Sentences still being synthesized will not be finished: end their playback
+            # streams too, or the speaker would wait for them (and everything after) forever.
+            for task, audio in prefetches:
+                if not task.done():
+                    task.cancel()
+                    audio.abandon()
             raise
 
     def _speak_sentence(
@@ -168,11 +207,12 @@ class TurnRunner:
         request: TurnRequest,
         out: AudioOut | None,
         outcome: TurnOutcome,
-        prefetches: list[asyncio.Task[None]],
+        prefetches: list[tuple[asyncio.Task[None], _SentenceAudio]],
     ) -> None:
         if out is None:
             return
-        queue: asyncio.Queue[PcmAudio | BaseException | None] = asyncio.Queue(PREFETCH_CHUNKS)
+        sentence_audio = _SentenceAudio()
+        queue = sentence_audio.chunks
         first_sentence = not prefetches
         requested = self._clock()
 
@@ -188,21 +228,26 @@ class TurnRunner:
                 return
             await queue.put(None)
 
-        prefetches.append(asyncio.create_task(fill(), name=f"tts-{request.turn_id}"))
-        out.say(self._played(queue, outcome))
+        task = asyncio.create_task(fill(), name=f"tts-{request.turn_id}")
+        prefetches.append((task, sentence_audio))
+        out.say(self._played(sentence_audio, outcome, sentence))
 
     async def _played(
-        self, queue: asyncio.Queue[PcmAudio | BaseException | None], outcome: TurnOutcome
+        self, sentence: _SentenceAudio, outcome: TurnOutcome, text: str
     ) -> AsyncIterator[PcmAudio]:
+        started = False
         while True:
-            item = await queue.get()
-            if item is None:
+            item = await sentence.chunks.get()
+            if item is None or sentence.abandoned or outcome.status == "continued":
                 return
             if isinstance(item, BaseException):
                 log.warning("a reply sentence could not be spoken", error=str(item))
                 return
             if outcome.first_audio_at is None:
                 outcome.first_audio_at = self._clock()
+            if not started:
+                started = True
+                outcome.spoken.append(text)
             yield item
 
     # --- the whole turn -------------------------------------------------------------------
@@ -214,13 +259,18 @@ class TurnRunner:
         out: AudioOut | None,
         *,
         accept: Callable[[str], str | None] = lambda text: text,
+        outcome: TurnOutcome | None = None,
     ) -> TurnOutcome:
         """Transcribe (voice turns), decide whether it is for us, answer and speak.
 
         ``accept`` maps the transcript to the text for the agent, or None when the
-        utterance was not addressed to the bot (the turn is then ignored).
+        utterance was not addressed to the bot (the turn is then ignored). ``outcome``,
+        when given, is filled in as the turn goes (the caller watches it, e.g. for when the
+        reply starts playing).
         """
-        outcome = TurnOutcome("completed")
+        if outcome is None:
+            outcome = TurnOutcome("completed")
+        phase = "transcribing"
         log_ctx = structlog.contextvars.bound_contextvars(
             guildId=str(request.guild_id), userId=str(request.user_id), traceId=request.turn_id
         )
@@ -239,17 +289,22 @@ class TurnRunner:
                         self._turn_done(request, outcome)
                         return outcome
                     text = accepted
+                phase = "processing"
                 await self.respond(request, text, session, out, outcome)
                 if not outcome.reply.strip():
                     raise ProviderError(Stage.AGENT, ErrorKind.EMPTY_RESULT, "agent", "no answer")
             except asyncio.CancelledError:
-                outcome.status = "interrupted"
-                self._turn_done(request, outcome)
+                if outcome.status == "continued":
+                    log.info("turn continued by its speaker; answering the merged utterance")
+                else:
+                    outcome.status = "interrupted"
+                    self._remember(session, request, outcome)
+                    self._turn_done(request, outcome)
                 raise
             except VoiceError as error:
                 outcome.status = "error"
                 outcome.error = error
-                await self._recover(request, error, out)
+                await self._recover(request, error, out, phase)
             self._remember(session, request, outcome)
             self._turn_done(request, outcome)
         return outcome
@@ -259,15 +314,23 @@ class TurnRunner:
         if not text or outcome.status == "ignored":
             return
         session.remember(Message("user", text, name=request.display_name))
-        if outcome.reply.strip():
-            session.remember(Message("assistant", outcome.reply.strip()))
+        if outcome.status == "interrupted":
+            reply = interrupted_reply(outcome.spoken)
+        elif outcome.reply.strip():
+            reply = outcome.reply.strip()
+        else:
+            return
+        outcome.remembered = Message("assistant", reply)
+        session.remember(outcome.remembered)
 
-    async def _recover(self, request: TurnRequest, error: VoiceError, out: AudioOut | None) -> None:
+    async def _recover(
+        self, request: TurnRequest, error: VoiceError, out: AudioOut | None, phase: str
+    ) -> None:
         """Say a short, cached apology for the error; count whether that worked."""
         if self.metrics is not None:
-            self.metrics.pipeline_error_total.labels(code=str(error.code)).inc()
+            self.metrics.pipeline_error_total.labels(error_code=str(error.code), phase=phase).inc()
             self.metrics.pipeline_recovery_attempt_total.inc()
-        log.warning("turn failed", error=str(error), context={"code": error.code})
+        log.warning("turn failed", error=str(error), context={"code": error.code, "phase": phase})
         if out is None:
             return
         try:

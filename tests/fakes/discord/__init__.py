@@ -8,7 +8,7 @@ from tests.fakes.discord.capture import (
     dominant_frequency,
     opus_decoder,
 )
-from tests.fakes.discord.controls import Controls, PacketFaults, RestFault
+from tests.fakes.discord.controls import Controls, PacketFaults, RestFault, VoiceFaults
 from tests.fakes.discord.recorder import Recorded, Recorder
 from tests.fakes.discord.rest import InteractionRecord
 from tests.fakes.discord.rtp import TransportCipher, parse_header
@@ -34,6 +34,7 @@ __all__ = [
     "SimulatedUser",
     "TransportCipher",
     "VoiceConnection",
+    "VoiceFaults",
     "dominant_frequency",
     "encode_pcm",
     "opus_decoder",

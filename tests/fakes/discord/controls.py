@@ -71,6 +71,19 @@ class PacketFaults:
         )
 
 
+@dataclass
+class VoiceFaults:
+    """Joins that Discord leaves unanswered, counted down one join at a time.
+
+    ``withhold_server_update``: the next N op 4 joins get their VOICE_STATE_UPDATE but no
+    VOICE_SERVER_UPDATE (no voice server allocated). ``withhold_ready``: the next N voice
+    IDENTIFYs get no READY (a stalled voice server); the websocket stays open.
+    """
+
+    withhold_server_update: int = 0
+    withhold_ready: int = 0
+
+
 class Controls:
     """All scenario knobs of one fake, sharing a seeded RNG so runs are reproducible."""
 
@@ -78,6 +91,7 @@ class Controls:
         self.random = random.Random(seed)
         self.rest = RestControls()
         self.packets = PacketFaults()
+        self.voice = VoiceFaults()
 
     def chance(self, percent: float) -> bool:
         return percent > 0 and self.random.random() * 100.0 < percent

@@ -189,7 +189,11 @@ class Gateway:
         session.ws = ws
         self.sessions[session.session_id] = session
         world = self.fake.world
-        guilds = [g for g in world.guilds.values() if session.owns_guild(g.id)]
+        guilds = [
+            g
+            for g in world.guilds.values()
+            if session.owns_guild(g.id) and world.bot.id in g.member_ids
+        ]
         ready = {
             "v": 10,
             "user": payloads.user_payload(world.bot),

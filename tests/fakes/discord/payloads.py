@@ -198,6 +198,15 @@ def guild_payload(guild: Guild) -> JSON:
     }
 
 
+def guild_delete_payload(guild: Guild, *, unavailable: bool = False) -> JSON:
+    """GUILD_DELETE: an unavailable guild object. Without ``unavailable`` the bot was
+    removed from the guild (kicked, banned, or the guild was deleted); with it, an outage."""
+    payload: JSON = {"id": str(guild.id)}
+    if unavailable:
+        payload["unavailable"] = True
+    return payload
+
+
 def guild_create_payload(world: World, guild: Guild) -> JSON:
     """GUILD_CREATE: the guild plus channels, members and current voice states."""
     payload = guild_payload(guild)

@@ -4,6 +4,7 @@ plus one UDP socket per voice connection."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 import tempfile
 from collections.abc import Coroutine
@@ -280,6 +281,76 @@ class FakeDiscord:
                 guild_id=guild.id,
             )
 
+    async def move_bot(self, channel: Channel, *, close_code: int | None = None) -> None:
+        """A moderator drags the bot into ``channel`` (a voice channel of the same guild):
+        VOICE_STATE_UPDATE with the new channel (same voice session id), then
+        VOICE_SERVER_UPDATE with a new token, as Discord sends them. The client closes its
+        voice websocket and identifies again with the new token; the fake's connection then
+        belongs to the new channel's call (see ``VoiceGateway._identify``).
+
+        With ``close_code`` (4014: "voice server changed") the old voice websocket is closed
+        by the server first, the race between the two connections that discord.py handles
+        by waiting for the VOICE_SERVER_UPDATE."""
+        guild = self.world.guilds[channel.guild_id]
+        bot = self.world.bot
+        previous = guild.voice_states.get(bot.id)
+        if previous is None:
+            raise ValueError("the bot is in no voice channel of this guild")
+        if previous.channel_id == channel.id:
+            return
+        if close_code is not None:
+            await self.voice.close_voice(guild.id, close_code)
+        state = dataclasses.replace(previous, channel_id=channel.id)
+        guild.voice_states[bot.id] = state
+        await self.gateway.dispatch(
+            "VOICE_STATE_UPDATE", payloads.voice_state_payload(guild, bot, state), guild_id=guild.id
+        )
+        await _yield_to_loop(self.voice_update_gap)
+        token = self.voice.issue_token(guild.id, channel.id, state.session_id)
+        await self.gateway.dispatch(
+            "VOICE_SERVER_UPDATE",
+            {"token": token, "guild_id": str(guild.id), "endpoint": self.voice.endpoint},
+            guild_id=guild.id,
+        )
+        self.recorder.record("bot_moved", guild_id=guild.id, channel_id=channel.id)
+
+    async def delete_channel(self, channel: Channel) -> None:
+        """Delete a channel: CHANNEL_DELETE; for a voice channel everyone in it is then
+        disconnected as Discord does it: the bot's voice websocket closes with 4014 followed
+        by VOICE_STATE_UPDATE without a channel, and each human gets one too."""
+        guild = self.world.guilds[channel.guild_id]
+        guild.channels.pop(channel.id, None)
+        await self.gateway.dispatch(
+            "CHANNEL_DELETE", payloads.channel_payload(channel), guild_id=guild.id
+        )
+        inside = [s.user_id for s in guild.voice_states.values() if s.channel_id == channel.id]
+        for user_id in inside:
+            if user_id == self.world.bot.id:
+                await self.kick_bot_from_voice(guild, code=4014)
+            else:
+                await self.set_user_voice_channel(self.world.users[user_id], guild, None)
+        self.voice.calls.pop(channel.id, None)
+        self.recorder.record("channel_deleted", guild_id=guild.id, channel_id=channel.id)
+
+    async def remove_bot_from_guild(self, guild: Guild | None = None) -> None:
+        """The bot is kicked from ``guild`` (or the guild is deleted): GUILD_DELETE without
+        ``unavailable``. The bot's voice state goes with its membership and the voice server
+        drops it from the call, but nothing tells the bot about voice: no VOICE_STATE_UPDATE
+        (it no longer receives the guild's events) and its voice websocket stays open until
+        the bot closes it. From then on the guild is absent from READY/GUILD_CREATE and the
+        bot's op 4 for it is ignored."""
+        guild = guild or self.guild
+        bot = self.world.bot
+        if bot.id in guild.member_ids:
+            guild.member_ids.remove(bot.id)
+        guild.voice_states.pop(bot.id, None)
+        guild.member_roles.pop(bot.id, None)
+        await self.gateway.dispatch(
+            "GUILD_DELETE", payloads.guild_delete_payload(guild), guild_id=guild.id
+        )
+        await self.voice.on_bot_left(guild.id)
+        self.recorder.record("bot_removed_from_guild", guild_id=guild.id)
+
     async def on_bot_voice_state(self, session: GatewaySession, data: JSON) -> None:
         """The bot's op 4: VOICE_STATE_UPDATE then VOICE_SERVER_UPDATE, each after a yield.
 
@@ -288,9 +359,9 @@ class FakeDiscord:
         the loop to run the client first.
         """
         guild = self.world.guilds.get(int(data["guild_id"]))
-        if guild is None:
-            return
         bot = self.world.bot
+        if guild is None or bot.id not in guild.member_ids:
+            return  # not (or no longer) a member: Discord ignores it
         channel_id = data.get("channel_id")
         previous = guild.voice_states.get(bot.id)
         await _yield_to_loop(self.voice_update_gap)
@@ -324,6 +395,13 @@ class FakeDiscord:
         await self.gateway.dispatch(
             "VOICE_STATE_UPDATE", payloads.voice_state_payload(guild, bot, state), guild_id=guild.id
         )
+        faults = self.controls.voice
+        if faults.withhold_server_update > 0:
+            faults.withhold_server_update -= 1
+            self.recorder.record(
+                "voice_server_update_withheld", guild_id=guild.id, channel_id=int(channel_id)
+            )
+            return
         await _yield_to_loop(self.voice_update_gap)
         token = self.voice.issue_token(guild.id, int(channel_id), state.session_id)
         await self.gateway.dispatch(

@@ -76,6 +76,8 @@ class Call:
     transition_counter: int = 0
     awaiting_ready: dict[int, set[int]] = field(default_factory=dict)
     epoch_changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    welcome_holds: set[int] = field(default_factory=set)
+    _held_welcomes: list[tuple[int, int, bytes]] = field(default_factory=list)
     _round: _Round | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -253,10 +255,22 @@ class Call:
             for uid in receivers_commit:
                 await self.participants[uid].dave_commit(transition_id, commit)
             for uid in receivers_welcome:
-                await self.participants[uid].dave_welcome(transition_id, welcome)
+                await self._welcome(uid, transition_id, welcome)
             async with self.epoch_changed:
                 self.epoch_changed.notify_all()
             await self._reconcile()
+
+    async def _welcome(self, user_id: int, transition_id: int, welcome: bytes) -> None:
+        if user_id in self.welcome_holds:
+            self._held_welcomes.append((user_id, transition_id, welcome))
+            self.recorder.record(
+                "dave_welcome_held",
+                channel_id=self.channel_id,
+                user_id=user_id,
+                transition_id=transition_id,
+            )
+            return
+        await self.participants[user_id].dave_welcome(transition_id, welcome)
 
     def _place(self, user_id: int) -> None:
         for index, occupant in enumerate(self.leaves):
@@ -292,6 +306,26 @@ class Call:
             if user_id in self.members():
                 self.stale.add(user_id)
             self.awaiting_ready.pop(transition_id, None)
+
+    def hold_welcomes(self, user_id: int) -> None:
+        """Fault: keep op 30 (Welcome) for ``user_id`` until :meth:`release_welcomes`.
+
+        Like a slow path to that member: the others process the Commit and encrypt under the
+        new epoch, while the held member has no key ratchet for them yet.
+        """
+        self.welcome_holds.add(user_id)
+
+    async def release_welcomes(self, user_id: int) -> int:
+        """Deliver the Welcomes held for ``user_id`` (in order); returns how many."""
+        async with self._lock:
+            self.welcome_holds.discard(user_id)
+            held = [item for item in self._held_welcomes if item[0] == user_id]
+            self._held_welcomes = [item for item in self._held_welcomes if item[0] != user_id]
+            for uid, transition_id, welcome in held:
+                participant = self.participants.get(uid)
+                if participant is not None:
+                    await participant.dave_welcome(transition_id, welcome)
+            return len(held)
 
     async def inject_invalid_commit(self, user_id: int) -> int:
         """Fault: announce a garbage commit (op 29) to ``user_id``; returns its transition id.

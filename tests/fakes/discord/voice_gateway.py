@@ -366,6 +366,11 @@ class VoiceGateway:
             self.fake.recorder.record("voice_close", guild_id=guild_id, code=code)
             await ws.close(code=code, message=b"fake close on identify")
             return None
+        faults = self.fake.controls.voice
+        if faults.withhold_ready > 0:
+            faults.withhold_ready -= 1
+            self.fake.recorder.record("voice_ready_withheld", guild_id=guild_id)
+            return None  # heartbeats are still answered; anything else closes with 4003
         previous = self.connections.pop(guild_id, None)
         if previous is not None:
             await self._detach(previous)

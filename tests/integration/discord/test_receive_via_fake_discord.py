@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 
 from openclaw_voice.audio.packets import OpusPacket
+from openclaw_voice.discord.receive import OPUS_SILENCE_FRAME
 from openclaw_voice.discord.voice_client import ListeningVoiceClient
-from tests.fakes.discord import FakeDiscord, SimulatedUser, dominant_frequency, opus_decoder
+from openclaw_voice.ops.metrics import Metrics
+from tests.fakes.discord import (
+    FakeDiscord,
+    SimulatedUser,
+    dominant_frequency,
+    encode_pcm,
+    opus_decoder,
+)
 from tests.fakes.discord.fixtures import ClientRunner
 from tests.integration.fake_discord.helpers import VoiceBot, tone
 
@@ -148,3 +156,64 @@ async def test_hearing_resumes_after_a_garbage_commit(
     await alice.speak(tone(300, 1.0), realtime=True)
     await sink.wait_until(lambda: len(sink.packets.get(alice.user.id, [])) - before >= 45)
     assert abs(decoded_frequency(sink.packets[alice.user.id][before:]) - 300) < 5
+
+
+async def test_media_before_the_bots_key_ratchet_is_dropped_counted_then_heard(
+    fake_discord: FakeDiscord, discord_clients: ClientRunner
+) -> None:
+    """Alice and Bob already share a DAVE group; the bot joins and its Welcome is held, so
+    Alice's media under the new epoch reaches it before it has her key ratchet
+    (davey's NoDecryptorForUser). Those frames are dropped and counted, nothing breaks,
+    and once the Welcome lands and the transition executes her speech is heard."""
+    fake = fake_discord
+    channel = fake.voice_channel()
+    alice = await fake.add_simulated_user("alice", channel=channel)
+    bob = await fake.add_simulated_user("bob", channel=channel)
+    call = fake.voice.calls[channel.id]
+    await call.wait_for_group({alice.user.id, bob.user.id})
+    bot_id = fake.world.bot.id
+    call.hold_welcomes(bot_id)
+
+    bot = await discord_clients.start(VoiceBot(**discord_clients.client_kwargs()))
+    voice_channel = bot.get_channel(channel.id)
+    assert isinstance(voice_channel, discord.VoiceChannel)
+    voice = await asyncio.wait_for(
+        voice_channel.connect(cls=ListeningVoiceClient, timeout=10, self_deaf=False), 15
+    )
+    assert isinstance(voice, ListeningVoiceClient)
+    metrics = Metrics()
+    voice.receiver.metrics = metrics
+    sink = CollectingSink()
+    voice.listen(sink)
+    held = await fake.recorder.wait_for("dave_welcome_held", lambda e: e.data["user_id"] == bot_id)
+    assert alice.dave is not None
+    assert alice.dave.ready  # she has moved to the new epoch
+
+    early = encode_pcm(tone(300, 0.4))  # 20 frames: fewer than a run that asks to rejoin
+    await alice.speak_opus([*early, OPUS_SILENCE_FRAME], realtime=False)
+    # DAVE leaves Opus silence unencrypted, so it is delivered: every frame before it has
+    # been through the receiver by then (one SSRC is handled in arrival order).
+    await sink.wait_until(lambda: len(sink.packets.get(alice.user.id, [])) == 1)
+    assert sink.packets[alice.user.id][0].payload == OPUS_SILENCE_FRAME
+    stats = voice.receiver.stats.snapshot()
+    assert stats.get("dave_no_decryptor", 0) == len(early), stats
+    dropped = metrics.registry.get_sample_value
+    assert dropped("audio_frames_dropped_total", {"reason": "dave_no_decryptor"}) == len(early)
+    assert "rejoin_requested" not in stats
+
+    assert await call.release_welcomes(bot_id) == 1
+    await fake.recorder.wait_for(
+        "dave_transition_executed",
+        lambda e: e.data["transition_id"] == held.data["transition_id"],
+    )
+    before = len(sink.packets[alice.user.id])
+    later = encode_pcm(tone(450, 1.0))
+    await alice.speak_opus(later, realtime=False)
+    await sink.wait_until(lambda: len(sink.packets[alice.user.id]) - before == len(later))
+    assert abs(decoded_frequency(sink.packets[alice.user.id][before:]) - 450) < 5
+    assert voice.is_connected()
+    stats = voice.receiver.stats.snapshot()
+    lost = {reason: n for reason, n in stats.items() if reason.startswith("dave_")}
+    assert lost == {"dave_no_decryptor": len(early)}  # nothing more was lost
+    delivered = metrics.registry.get_sample_value
+    assert delivered("audio_frames_processed_total", {"format": "opus"}) == 1 + len(later)

@@ -91,8 +91,10 @@ async def test_utterances_play_in_order_and_formats_may_change() -> None:
     assert abs(dominant_frequency(audio[2400:21600, 0], 48_000) - 300) < 5
     assert abs(dominant_frequency(audio[26400:45600, 0], 48_000) - 500) < 5
     assert abs(dominant_frequency(audio[-21600:-2400, 0], 48_000) - 2000) < 5
-    played = metrics.audio_frames_processed_total.labels(direction="outbound")._value.get()
+    played = metrics.audio_frames_processed_total.labels(format="pcm")._value.get()
     assert played == len(frames) == source.frames_played
+    sample = metrics.registry.get_sample_value
+    assert sample("audio_bytes_processed_total", {"format": "pcm"}) == 3840 * played
 
 
 async def test_interrupt_stops_within_one_frame_and_discards_the_queue() -> None:

@@ -88,9 +88,14 @@ def test_two_sentences_give_two_utterances(batched: bool) -> None:
     _check(utterances, spans)
     assert [user for user, _ in starts] == [USER, USER]
     assert [at for _, at in starts] == [u.first_voiced_at for u in utterances]
-    frames = metrics.audio_frames_processed_total.labels(direction="inbound")._value.get()
-    assert frames == len(packets)
     sample = metrics.registry.get_sample_value
+    frames = metrics.audio_frames_processed_total.labels(format="pcm")._value.get()
+    assert frames == len(packets)
+    # 20 ms of 16 kHz mono per packet as 16-bit samples (less the resampler's delay)
+    pcm_bytes = sample("audio_bytes_processed_total", {"format": "pcm"})
+    assert pcm_bytes is not None
+    assert 640 * (len(packets) - 2) <= pcm_bytes <= 640 * len(packets)
+    assert sample("audio_frames_processed_total", {"format": "opus"}) == 0  # the receiver's
     assert sample("audio_vad_events_total", {"event": "start"}) == 2
     assert sample("audio_vad_events_total", {"event": "end"}) == 2
     assert sample("audio_jitter_buffer_depth_frames_count") == len(packets)

@@ -17,6 +17,7 @@ from openclaw_voice.discord.receive import (
     PENDING_PACKETS_PER_SSRC,
     PENDING_SSRCS,
     VoiceReceiver,
+    _dave_failure_reason,
 )
 from openclaw_voice.discord.transport import XCHACHA_RTPSIZE, TransportDecryptor
 from openclaw_voice.ops.metrics import Metrics
@@ -121,6 +122,10 @@ async def test_delivers_payload_with_extension_and_padding_stripped(
     assert user == ALICE
     assert (received.sequence, received.timestamp, received.payload) == (7, 7 * 960, b"opus-frame")
     assert receiver.stats.snapshot()["delivered"] == 1
+    assert receiver.metrics is not None
+    sample = receiver.metrics.registry.get_sample_value
+    assert sample("audio_frames_processed_total", {"format": "opus"}) == 1
+    assert sample("audio_bytes_processed_total", {"format": "opus"}) == len(b"opus-frame")
 
 
 async def test_users_are_told_apart_by_ssrc(receiver: VoiceReceiver, sink: RecordingSink) -> None:
@@ -288,3 +293,17 @@ async def test_listener_registration_and_stop(
     assert connection.listeners == [receiver.on_datagram]
     receiver.stop()
     assert connection.listeners == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("NoDecryptorForUser", "dave_no_decryptor"),
+        ("NoValidCryptorFound", "dave_no_cryptor"),
+        ("UnencryptedWhenPassthroughDisabled", "dave_unencrypted"),
+        ("DecryptionFailed", "dave_decrypt"),
+    ],
+)
+def test_davey_decrypt_errors_get_their_own_reason(kind: str, reason: str) -> None:
+    # davey 0.1.7 raises ValueError("Failed to decrypt: <kind>")
+    assert _dave_failure_reason(ValueError(f"Failed to decrypt: {kind}")) == reason

@@ -10,7 +10,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from openclaw_voice.ops.metrics import (
-    AUDIO_DIRECTIONS,
+    AUDIO_FORMATS,
     LATENCY_BUCKETS,
     MEMORY_TYPES,
     PIPELINE_PHASES,
@@ -71,11 +71,12 @@ def test_known_label_values_are_pre_initialised() -> None:
     phases = families["pipeline_request_duration_seconds"]
     for phase in PIPELINE_PHASES:
         assert _sample(phases, "pipeline_request_duration_seconds_count", phase=phase) == 0.0
-    for direction in AUDIO_DIRECTIONS:
+    assert AUDIO_FORMATS == ("opus", "pcm")
+    for audio_format in AUDIO_FORMATS:
         frames = families["audio_frames_processed_total"]
-        assert _sample(frames, "audio_frames_processed_total", direction=direction) == 0.0
+        assert _sample(frames, "audio_frames_processed_total", format=audio_format) == 0.0
         data = families["audio_bytes_processed_total"]
-        assert _sample(data, "audio_bytes_processed_total", direction=direction) == 0.0
+        assert _sample(data, "audio_bytes_processed_total", format=audio_format) == 0.0
 
 
 def test_histogram_buckets_suit_voice_latencies() -> None:

@@ -1,0 +1,224 @@
+"""Voice connections that Discord ends or never completes, through the fake Discord.
+
+4006 (session no longer valid) and 4015 (voice server crashed) make the bot rejoin its
+channel with a fresh connection; a moderator's kick (4014) is honoured; a join Discord
+leaves unanswered gives up after VOICE_CONNECT_TIMEOUT_SECONDS per attempt and 3 attempts
+with a clear message, a metric and the state left as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from openclaw_voice.discord.sessions import VoiceSession, VoiceSessionManager
+from openclaw_voice.ops.metrics import Metrics
+from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord.fixtures import ClientRunner
+from tests.integration.discord.test_commands import (
+    Harness,
+    bot_channel,
+    start_harness,
+    stop_harness,
+)
+
+
+@pytest.fixture
+async def harness(
+    fake_discord: FakeDiscord, discord_clients: ClientRunner, tmp_path: Path
+) -> AsyncIterator[Harness]:
+    started = await start_harness(
+        fake_discord, discord_clients, tmp_path, VOICE_CONNECT_TIMEOUT_SECONDS="1"
+    )
+    try:
+        yield started
+    finally:
+        await stop_harness(started, discord_clients)
+
+
+def parts(harness: Harness) -> tuple[VoiceSessionManager, Metrics]:
+    sessions, metrics = harness.bot.sessions, harness.app.metrics
+    assert sessions is not None
+    assert metrics is not None
+    return sessions, metrics
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def joins(fake: FakeDiscord) -> list[int]:
+    """Channels of the bot's op 4 joins (leaves left out), in order."""
+    ops = fake.recorder.of_kind("gateway_voice_state")
+    return [int(e.data["data"]["channel_id"]) for e in ops if e.data["data"]["channel_id"]]
+
+
+def out_of_voice(harness: Harness) -> bool:
+    """The bot has seen Discord confirm that it is in no voice channel of the guild."""
+    guild = harness.bot.get_guild(harness.fake.guild.id)
+    assert guild is not None
+    assert guild.me is not None
+    return guild.me.voice is None or guild.me.voice.channel is None
+
+
+async def listening(harness: Harness) -> VoiceSession:
+    """Alice joins the first voice channel and starts the bot there."""
+    fake = harness.fake
+    alice = await fake.add_simulated_user("alice", channel=fake.voice_channel())
+    text, _, _ = await harness.run("start", user=alice.user)
+    assert text.startswith("Listening in")
+    sessions, _ = parts(harness)
+    return sessions.sessions[fake.guild.id]
+
+
+@pytest.mark.parametrize("code", [4006, 4009, 4015])
+async def test_a_lost_voice_session_is_rejoined(harness: Harness, code: int) -> None:
+    fake = harness.fake
+    sessions, metrics = parts(harness)
+    first = await listening(harness)
+    channel = fake.voice_channel()
+    call = fake.voice.calls[channel.id]
+    members = set(call.members())
+    assert fake.world.bot.id in members
+    old = await fake.voice.wait_for_connection(fake.guild.id)
+
+    await fake.voice.close_voice(fake.guild.id, code)
+    await sessions.wait_until(
+        lambda: fake.guild.id in sessions.sessions and sessions.sessions[fake.guild.id] is not first
+    )
+
+    second = sessions.sessions[fake.guild.id]
+    assert second.voice.is_connected()
+    assert not first.voice.is_connected()
+    assert (second.channel_id, second.started_by) == (channel.id, first.started_by)
+    assert await bot_channel(fake) == channel.id
+    assert joins(fake) == [channel.id, channel.id]  # one fresh join, no op 4 resume loop
+    assert len(fake.recorder.of_kind("voice_identify")) == 2
+    assert await fake.voice.wait_for_connection(fake.guild.id) is not old
+    await call.wait_for_group(members)  # end-to-end encryption set up again with Alice
+    assert [p.channel_id for p in await harness.store.desired_presence()] == [channel.id]
+    assert sample(metrics, "discord_voice_disconnect_total", reason="lost") == 1
+    assert sample(metrics, "discord_voice_connect_total", status="success") == 2
+    assert sample(metrics, "discord_voice_connect_total", status="failure") == 0
+
+
+@pytest.mark.parametrize("case", ["rate limited", "rejoins spent"])
+async def test_no_rejoin_when_discord_says_no_or_after_too_many(
+    harness: Harness, case: str
+) -> None:
+    fake = harness.fake
+    sessions, metrics = parts(harness)
+    session = await listening(harness)
+    code = 4006
+    if case == "rate limited":
+        code = 4021
+    else:
+        sessions.policy = dataclasses.replace(sessions.policy, max_rejoins=1)
+        await fake.voice.close_voice(fake.guild.id, 4006)
+        await sessions.wait_until(
+            lambda: (
+                fake.guild.id in sessions.sessions
+                and sessions.sessions[fake.guild.id] is not session
+            )
+        )
+
+    await fake.voice.close_voice(fake.guild.id, code)
+    await sessions.wait_until(
+        lambda: not sessions.sessions and not sessions.rejoining and out_of_voice(harness)
+    )
+    text, _, _ = await harness.run("status")  # a round trip: no rejoin was set off
+    assert "Not in a voice channel." in text
+
+    assert await bot_channel(fake) is None
+    assert len(joins(fake)) == (1 if case == "rate limited" else 2)
+    lost = 1 if case == "rate limited" else 2
+    assert sample(metrics, "discord_voice_disconnect_total", reason="lost") == lost
+    # Still wanted: the next restart or promotion goes back to the channel.
+    assert [p.channel_id for p in await harness.store.desired_presence()] == [session.channel_id]
+
+
+async def test_a_kick_is_honoured_and_not_rejoined(harness: Harness) -> None:
+    fake = harness.fake
+    sessions, metrics = parts(harness)
+    await listening(harness)
+
+    await fake.kick_bot_from_voice(code=4014)
+    await sessions.wait_until(lambda: not sessions.sessions and out_of_voice(harness))
+    # A command round trip: anything the kick set off on the bot's loop has run by now.
+    text, _, _ = await harness.run("status")
+    assert "Not in a voice channel." in text
+
+    assert joins(fake) == [fake.voice_channel().id]
+    assert await bot_channel(fake) is None
+    assert await harness.store.desired_presence() == []
+    assert sample(metrics, "discord_voice_disconnect_total", reason="disconnected") == 1
+    assert sample(metrics, "discord_voice_disconnect_total", reason="lost") == 0
+
+
+@pytest.mark.parametrize("withheld", ["server_update", "ready"])
+async def test_a_join_discord_never_completes_gives_up_cleanly(
+    harness: Harness, withheld: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = harness.fake
+    sessions, metrics = parts(harness)
+    setattr(fake.controls.voice, f"withhold_{withheld}", 3)
+    channel = fake.voice_channel()
+    alice = await fake.add_simulated_user("alice", channel=channel)
+
+    with caplog.at_level(logging.INFO):
+        text, ephemeral, _ = await harness.run("start", user=alice.user)
+
+    assert (
+        text
+        == f"I couldn't join <#{channel.id}> after 3 tries (no answer from Discord within 1 s)."
+    )
+    assert ephemeral
+    assert len(fake.recorder.of_kind(f"voice_{withheld}_withheld")) == 3
+    assert joins(fake) == [channel.id] * 3
+    assert sample(metrics, "discord_voice_connect_total", status="failure") == 3
+    assert sample(metrics, "discord_voice_connect_total", status="success") == 0
+    assert sample(metrics, "discord_command_total", command="start", status="error") == 1
+    assert sessions.sessions == {}
+    assert harness.bot.voice_clients == []
+    assert await bot_channel(fake) is None
+    assert await harness.store.desired_presence() == []
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []  # no tracebacks
+
+
+async def test_a_join_that_succeeds_on_a_later_attempt(harness: Harness) -> None:
+    fake = harness.fake
+    _, metrics = parts(harness)
+    fake.controls.voice.withhold_server_update = 2
+    session = await listening(harness)
+
+    assert session.voice.is_connected()
+    assert len(fake.recorder.of_kind("voice_server_update_withheld")) == 2
+    assert sample(metrics, "discord_voice_connect_total", status="failure") == 2
+    assert sample(metrics, "discord_voice_connect_total", status="success") == 1
+    assert [p.channel_id for p in await harness.store.desired_presence()] == [session.channel_id]
+
+
+async def test_a_rejoin_that_cannot_connect_keeps_the_channel_wanted(harness: Harness) -> None:
+    fake = harness.fake
+    sessions, metrics = parts(harness)
+    first = await listening(harness)
+    fake.controls.voice.withhold_server_update = 3
+
+    await fake.voice.close_voice(fake.guild.id, 4006)
+    await fake.recorder.wait_for(
+        "voice_server_update_withheld",
+        lambda e: len(fake.recorder.of_kind("voice_server_update_withheld")) == 3,
+    )
+    await sessions.wait_until(
+        lambda: not sessions.sessions and not sessions.rejoining and out_of_voice(harness)
+    )
+    assert sample(metrics, "discord_voice_connect_total", status="failure") == 3
+    assert await bot_channel(fake) is None
+    # The channel is still wanted, so the next process (or promotion) goes back to it.
+    assert [p.channel_id for p in await harness.store.desired_presence()] == [first.channel_id]
+    assert await sessions.restore() == [fake.guild.id]
+    assert await bot_channel(fake) == first.channel_id
