@@ -588,6 +588,22 @@ def up(names: Sequence[str], workdir: Path) -> Lab:
     return lab
 
 
+def rebuild(lab: Lab, host: Host) -> None:
+    """Replace one host by a fresh one from the clean rootfs — same name, address and veth
+    network, a new ssh host key (a lost machine provisioned again)."""
+    _stop(host)
+    public_key = Path(lab.key).with_suffix(".pub").read_text()
+    known = _prepare_host(build_rootfs(), host, public_key)
+    others = [
+        line
+        for line in Path(lab.known_hosts).read_text().splitlines(keepends=True)
+        if not line.startswith(f"{host.address} ")
+    ]
+    Path(lab.known_hosts).write_text("".join(others) + known)
+    _boot(host, Path(lab.workdir) / f"{host.name}.console.log")
+    _wait_for_ssh(lab, host)
+
+
 def down(lab: Lab) -> None:
     """Stop and remove every host of the lab, its forwarding rules and its leases."""
     try:

@@ -10,7 +10,9 @@ HAProxy during the deploys; slash commands are sent during the flip.
 The scenarios build on each other, in order: first provisioning from clean, a deploy
 under load, a no-op deploy of the same version, a rollback, HAProxy unreachable, a
 deploy of a build that fails readiness on the second host (reverted there; the run stops
-and names each host's version), and a rollback refused because a standby is down.
+and names each host's version), a rollback refused because a standby is down, and last
+the disaster recovery of a lost host: its state backed up, the machine replaced by a fresh
+one, `site.yml` restoring the backup, the bot back in its voice channel.
 Timings are printed and written to ``deploy-timings.json`` in the test's directory.
 """
 
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sqlite3
 import sys
 import threading
 import time
@@ -33,7 +37,7 @@ import discord.opus
 import pytest
 
 from tests.deploy.conftest import TEST_SECRETS, Ansible, PlaybookRun
-from tests.deploy.nspawn import Host, Lab, down, missing_prerequisites, run, up, wait_for
+from tests.deploy.nspawn import Host, Lab, down, missing_prerequisites, rebuild, run, up, wait_for
 from tests.deploy.release import Release, derive
 from tests.fakes.discord import BOT_TOKEN, InteractionRecord
 from tests.fakes.discord.threaded import ThreadedFakeDiscord
@@ -88,6 +92,11 @@ class Discord:
     def call(self, coro: Any, timeout: float = 30.0) -> Any:
         return self.threaded.call(coro, timeout)
 
+    def trust(self, lab: Lab, host: Host) -> None:
+        """Put the fake's CA where the bot's DISCORD_CA_BUNDLE points on ``host``."""
+        ca = Path(str(self.threaded.fake.endpoints.ca_bundle)).read_text()
+        run([*lab.ssh_argv(host), f"cat > {CA_PATH} && chmod 0644 {CA_PATH}"], stdin=ca)
+
 
 @pytest.fixture(scope="module")
 def discord_fake(lab: Lab) -> Iterator[Discord]:
@@ -108,10 +117,10 @@ def discord_fake(lab: Lab) -> Iterator[Discord]:
             raise AssertionError(f"no guild for every shard: {found}")
 
         guilds = threaded.call(shard_guilds())
-        ca = Path(str(fake.endpoints.ca_bundle)).read_text()
+        discord_ = Discord(threaded, guilds)
         for host in lab.hosts:
-            run([*lab.ssh_argv(host), f"cat > {CA_PATH} && chmod 0644 {CA_PATH}"], stdin=ca)
-        yield Discord(threaded, guilds)
+            discord_.trust(lab, host)
+        yield discord_
     finally:
         threaded.stop()
 
@@ -539,3 +548,55 @@ def test_rollback_refuses_when_a_standby_is_down(rig: Rig) -> None:
     assert f"Cannot roll back {second.name}: the standby slot green" in result.output
     assert "nothing was changed" in result.output
     assert [deploy_state(rig.lab, host) for host in rig.lab.hosts] == before
+
+
+def test_a_lost_host_is_rebuilt_from_its_backup_and_rejoins_its_channel(
+    rig: Rig, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """docs/disaster-recovery.md, timed: the RTO of rebuilding a host from scratch."""
+    lab, fake = rig.lab, rig.discord.threaded.fake
+    host = lab.hosts[1]  # shard 1; the fake Discord listens on the first host's network
+    guild = rig.discord.guilds[1]
+    channel = guild.voice_channels()[0]
+    bob = rig.discord.call(fake.add_simulated_user("bob", guild=guild, channel=channel))
+    started = rig.discord.call(fake.invoke_slash_command("voice start", user=bob.user, guild=guild))
+    wait_for(lambda: started.callbacks, "/voice start to be answered", 20)
+    wait_for(
+        lambda: (slot_status(lab, host, "blue") or {}).get("active_sessions") == 1,
+        "the second host's bot in the voice channel",
+        30,
+    )
+
+    backups = tmp_path_factory.mktemp("backups")
+    assert_ok(rig.playbook("backup.yml", rig.releases.first, backup_dest=str(backups)))
+    backup = backups / host.name / "state.sqlite3"
+    assert backup.stat().st_mode & 0o777 == 0o600
+    with sqlite3.connect(backup) as db:
+        rows = db.execute("SELECT guild_id, channel_id, desired FROM guild_voice_state").fetchall()
+    assert (guild.id, channel.id, 1) in rows
+
+    lost_at = time.monotonic()
+    rebuild(lab, host)  # the machine is gone; a fresh one gets its name and address
+    assert lab.ssh(host, "test -e /opt/openclaw-voice", check=False).returncode != 0
+    rig.discord.trust(lab, host)  # the test's stand-in for Discord's public CA
+    shutil.rmtree(rig.ansible.workdir / "cp", ignore_errors=True)  # ssh masters of the old one
+    identifies = len(fake.recorder.of_kind("voice_identify"))
+    # Only the rebuilt host restores (the other keeps its database): templated per host.
+    restore = (
+        f"{{{{ '{backups}/' ~ inventory_hostname ~ '/state.sqlite3' "
+        f"if inventory_hostname == '{host.name}' else '' }}}}"
+    )
+    result = rig.playbook("site.yml", rig.releases.first, openclaw_voice_restore_state=restore)
+    assert_ok(result)
+    wait_for(
+        lambda: (slot_status(lab, host, "blue") or {}).get("active_sessions") == 1,
+        "the rebuilt host's bot to rejoin the channel from the restored state",
+        60,
+    )
+    rto = time.monotonic() - lost_at
+    assert len(fake.recorder.of_kind("voice_identify")) > identifies  # a new voice connection
+    assert guild.voice_states[fake.world.bot.id].channel_id == channel.id
+    timer = lab.ssh(host, "systemctl is-enabled openclaw-voice-backup.timer").stdout.strip()
+    assert timer == "enabled"
+    note("dr_rebuild_playbook_seconds", round(result.seconds, 1))
+    note("dr_rto_seconds", round(rto, 1))
