@@ -23,7 +23,7 @@ from openclaw_voice.pipeline.turn import INTERRUPTED_MARK
 from openclaw_voice.store.state import GuildSettings
 from openclaw_voice.stt.base import TranscriptionRequest
 from openclaw_voice.stt.local import LocalSpeechToText
-from tests.e2e.support import join_with, synthesize_48k_stereo, wait_until_quiet
+from tests.e2e.support import join_with, synthesize_48k_stereo, wait_until_quiet, watch_outcomes
 from tests.fakes.discord import FakeDiscord
 from tests.speech import word_error_rate
 
@@ -246,3 +246,26 @@ async def test_when_the_budget_is_spent_answers_come_in_text(
     )
     assert str(posted.data["body"]["content"]).lower().endswith(ANSWER.lower())
     assert all(outcome.status == "completed" for _, outcome in guild.outcomes)
+
+
+async def test_only_speakers_the_role_allowlist_admits_are_answered(
+    fake_discord: FakeDiscord, running_bot: tuple[VoiceBot, Application]
+) -> None:
+    bot, app = running_bot
+    question = await synthesize_48k_stereo(QUESTION)
+    guild_fake = fake_discord.guild
+    voice_role = await fake_discord.create_role("voice")
+    assert app.store is not None
+    await app.store.save_guild_settings(
+        GuildSettings(guild_fake.id, addressing_mode="open", allowed_role_ids=(voice_role.id,))
+    )
+    (alice, bob), _, guild = await join_with(fake_discord, bot, ["alice", "bob"])
+    await fake_discord.grant_role(bob.user, voice_role)
+    outcomes = watch_outcomes(guild)
+
+    await alice.speak(question)  # no role: not answered
+    await bob.speak(question)
+    answered = await outcomes.wait_for_total(1)
+    assert answered.status == "completed"
+    ((request, _),) = list(outcomes)
+    assert request.user_id == bob.user.id  # alice's utterance (finished first) made no turn

@@ -90,6 +90,8 @@ class GuildContext:
     post_transcript: Callable[[str], Awaitable[None]] | None = None
     # Where replies go when the guild's voice budget is used up (its text channel).
     post_reply: Callable[[str], Awaitable[None]] | None = None
+    # Whether the guild's role allowlist lets this user talk to the bot (everyone by default).
+    may_address: Callable[[int], bool] = lambda user_id: True
 
 
 class GuildPipeline:
@@ -187,8 +189,8 @@ class GuildPipeline:
             self.opted_out.discard(user_id)
 
     def _on_speech_start(self, user_id: int, at: float) -> None:
-        if user_id in self.opted_out:
-            return
+        if user_id in self.opted_out or not self.context.may_address(user_id):
+            return  # neither a continuation nor a barge-in
         self._continue(user_id, at)
         replying = self._audible_reply()
         if replying is not None:
@@ -248,6 +250,13 @@ class GuildPipeline:
     def _on_utterance(self, utterance: Utterance) -> None:
         if not self.accepting:
             return  # draining for a shutdown or a slot flip: no new turns
+        if not self.context.may_address(utterance.user_id):
+            log.info(
+                "utterance not answered: the guild's role allowlist excludes its speaker",
+                guildId=str(self.guild_id),
+                userId=str(utterance.user_id),
+            )
+            return
         self.context.touch()
         held = self._held.pop(utterance.user_id, None)
         if held is not None and held.utterance is not None:

@@ -14,6 +14,7 @@ import structlog
 from openclaw_voice.agent.base import AgentSession
 from openclaw_voice.audio.clock import FRAME_SECONDS, FrameClock
 from openclaw_voice.audio.vad import VadPool
+from openclaw_voice.discord.permissions import may_use
 from openclaw_voice.discord.playback import VoicePlayback
 from openclaw_voice.discord.sessions import VoiceSession, humans_in
 from openclaw_voice.ops.metrics import Metrics
@@ -110,8 +111,16 @@ class VoicePipeline:
             transcripts = self.guilds[guild_id].settings.transcript_channel_id
             await post_to(transcripts or session.text_channel_id, text)
 
+        def may_address(user_id: int) -> bool:
+            guild = self._client.get_guild(guild_id)
+            member = guild.get_member(user_id) if guild else None
+            settings = self.guilds[guild_id].settings
+            if not settings.allowed_role_ids:
+                return True
+            return member is not None and may_use(member, settings)
+
         return GuildContext(
-            humans_present, display_name, session.touch, post_transcript, post_reply
+            humans_present, display_name, session.touch, post_transcript, post_reply, may_address
         )
 
     async def session_ending(self, session: VoiceSession, reason: str) -> None:

@@ -241,7 +241,11 @@ class TurnRunner:
             if item is None or sentence.abandoned or outcome.status == "continued":
                 return
             if isinstance(item, BaseException):
-                log.warning("a reply sentence could not be spoken", error=str(item))
+                code = item.code if isinstance(item, VoiceError) else int(Stage.TTS)
+                log.warning("a reply sentence could not be spoken", error=str(item), code=code)
+                if self.metrics is not None:
+                    labels = {"error_code": str(code), "phase": "synthesizing"}
+                    self.metrics.pipeline_error_total.labels(**labels).inc()
                 return
             if outcome.first_audio_at is None:
                 outcome.first_audio_at = self._clock()

@@ -211,6 +211,17 @@ class FakeDiscord:
         await self.gateway.dispatch("INTERACTION_CREATE", payload, guild_id=guild.id)
         return record
 
+    async def create_role(self, name: str, guild: Guild | None = None) -> Role:
+        """A new role without permissions, announced with GUILD_ROLE_CREATE."""
+        guild = guild or self.guild
+        role = self.world.add_role(guild, name)
+        await self.gateway.dispatch(
+            "GUILD_ROLE_CREATE",
+            {"guild_id": str(guild.id), "role": payloads.role_payload(role)},
+            guild_id=guild.id,
+        )
+        return role
+
     async def grant_role(self, user: User, role: Role, guild: Guild | None = None) -> None:
         """Give ``user`` a role (e.g. ``guild.admin_role``); dispatches GUILD_MEMBER_UPDATE."""
         guild = guild or self.guild

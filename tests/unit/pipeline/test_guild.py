@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from array import array
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 
 import pytest
 
@@ -119,10 +119,13 @@ class TextVoice:
 
     def __init__(self) -> None:
         self.hold_replies: asyncio.Event | None = None  # holds "You said ..." back
+        self.fail_replies = False  # "You said ..." cannot be synthesized
 
     async def synthesize(self, request: SpeechRequest) -> AsyncIterator[PcmAudio]:
         if self.hold_replies is not None and request.text.startswith("You said"):
             await self.hold_replies.wait()
+        if self.fail_replies and request.text.startswith("You said"):
+            raise ProviderError(Stage.TTS, ErrorKind.UNAVAILABLE, self.name, "voice down")
         data = request.text.encode()
         yield PcmAudio(data + b"\0" * (len(data) % 2), 16_000)
 
@@ -206,7 +209,11 @@ class Outcomes(deque[tuple[TurnRequest, TurnOutcome]]):
 
 
 class Room:
-    def __init__(self, mode: AddressingMode = "open") -> None:
+    def __init__(
+        self,
+        mode: AddressingMode = "open",
+        may_address: Callable[[int], bool] = lambda user_id: True,
+    ) -> None:
         self.stt = Recogniser()
         self.agent = EchoAgent()
         self.playback = Playback()
@@ -234,6 +241,7 @@ class Room:
                 humans_present=lambda: 2,
                 display_name=lambda user_id: f"user{user_id}",
                 touch=lambda: None,
+                may_address=may_address,
             ),
             metrics=self.metrics,
         )
@@ -397,6 +405,16 @@ async def test_an_agent_failing_mid_reply_is_apologised_for_and_counted(room: Ro
     assert room.metrics.registry.get_sample_value("pipeline_recovery_success_total") == 1
 
 
+async def test_a_sentence_that_cannot_be_spoken_is_counted(room: Room) -> None:
+    room.voice.fail_replies = True
+    room.guild._on_utterance(said(ALICE, 1, ended_at=100.0))
+
+    await room.outcomes.wait_for(1)
+    await room.playback.wait_for("Anything else?")  # the next sentence is still spoken
+    labels = {"error_code": "5003", "phase": "synthesizing"}
+    assert room.metrics.registry.get_sample_value("pipeline_error_total", labels) == 1
+
+
 async def test_a_recogniser_failure_is_counted_in_the_transcribing_phase(room: Room) -> None:
     room.guild._on_utterance(said(ALICE, 1, ended_at=100.0, seconds=0.0))  # no audio at all
 
@@ -418,6 +436,23 @@ async def test_a_wake_name_after_a_pause_addresses_what_came_before() -> None:
         ]
         (asked,) = room.agent.turns  # one agent call, with what was said before the name
         assert asked.startswith("alpha")
+    finally:
+        await room.close()
+
+
+async def test_a_speaker_the_allowlist_excludes_is_not_answered_and_does_not_interrupt() -> None:
+    room = Room(may_address=lambda user_id: user_id != BOB)
+    try:
+        room.playback.slow = asyncio.Event()  # Alice's answer keeps playing
+        room.guild._on_utterance(said(BOB, 3, ended_at=100.0))
+        room.guild._on_utterance(said(ALICE, 1, ended_at=101.0))
+        assert await room.outcomes.wait_for(1) == [("alpha", "completed")]
+        assert room.stt.heard == ["alpha"]  # Bob's speech never reached the recogniser
+        assert room.playback.playing
+        room.guild._on_speech_start(BOB, 110.0)
+        assert room.playback.interrupts == 0
+        room.guild._on_speech_start(ALICE, 111.0)  # someone allowed still can
+        assert room.playback.interrupts == 1
     finally:
         await room.close()
 
