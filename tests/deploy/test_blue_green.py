@@ -92,6 +92,17 @@ class Discord:
     def call(self, coro: Any, timeout: float = 30.0) -> Any:
         return self.threaded.call(coro, timeout)
 
+    def wait_answered(self, record: InteractionRecord, within: float = 20.0) -> None:
+        """Until the fake has the bot's response to ``record`` (an event, not a poll)."""
+        self.call(
+            self.threaded.fake.recorder.wait_for(
+                "interaction_response",
+                lambda event: event.data["interaction_id"] == record.id,
+                within=within,
+            ),
+            timeout=within + 5,
+        )
+
     def trust(self, lab: Lab, host: Host) -> None:
         """Put the fake's CA where the bot's DISCORD_CA_BUNDLE points on ``host``."""
         ca = Path(str(self.threaded.fake.endpoints.ca_bundle)).read_text()
@@ -301,12 +312,9 @@ class Commands:
             )
             self._stop.wait(self.pause)
 
-    def wait_answered(self, deadline: float = 20.0) -> None:
-        wait_for(
-            lambda: all(record.callbacks for record in self.sent),
-            "every slash command to be answered",
-            deadline,
-        )
+    def wait_answered(self, within: float = 20.0) -> None:
+        for record in self.sent:
+            self.discord_fake.wait_answered(record, within)
 
 
 TIMINGS: dict[str, Any] = {}
@@ -386,7 +394,7 @@ def test_2_deploy_under_load_moves_the_bot_and_answers_each_command_once(rig: Ri
     started = rig.discord.call(
         fake.invoke_slash_command("voice start", user=alice.user, guild=guild)
     )
-    wait_for(lambda: started.callbacks, "/voice start to be answered", 20)
+    rig.discord.wait_answered(started)
     host = rig.lab.hosts[0]
     wait_for(
         lambda: (slot_status(rig.lab, host, "blue") or {}).get("active_sessions") == 1,
@@ -560,7 +568,7 @@ def test_a_lost_host_is_rebuilt_from_its_backup_and_rejoins_its_channel(
     channel = guild.voice_channels()[0]
     bob = rig.discord.call(fake.add_simulated_user("bob", guild=guild, channel=channel))
     started = rig.discord.call(fake.invoke_slash_command("voice start", user=bob.user, guild=guild))
-    wait_for(lambda: started.callbacks, "/voice start to be answered", 20)
+    rig.discord.wait_answered(started)
     wait_for(
         lambda: (slot_status(lab, host, "blue") or {}).get("active_sessions") == 1,
         "the second host's bot in the voice channel",
