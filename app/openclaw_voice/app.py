@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 from typing import cast
 
 import aiohttp
@@ -51,8 +52,16 @@ FLIP_GRACE_SECONDS = 2.0
 class Application:
     """One running bot process: ops HTTP server plus the Discord client."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        build_runner: Callable[[Settings, Metrics | None], TurnRunner] | None = None,
+    ) -> None:
+        """``build_runner`` makes the turn runner (default: the configured providers'
+        chains, :func:`build_turn_runner`); the load harness passes its own."""
         self.settings = settings
+        self.build_runner = build_runner if build_runner is not None else build_turn_runner
         self.status = AppStatus(
             version=__version__,
             environment=settings.app_env,
@@ -229,7 +238,7 @@ class Application:
         pipeline = VoicePipeline(
             bot,
             store,
-            build_turn_runner(settings, self.metrics),
+            self.build_runner(settings, self.metrics),
             default_wake_name=settings.speech.wake_name,
             metrics=self.metrics,
             budgets=BudgetPolicy(

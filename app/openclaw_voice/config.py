@@ -517,7 +517,8 @@ VARIABLES: Final[tuple[Variable, ...]] = (
     Variable(
         "PROVIDER_COOLDOWN_SECONDS",
         "seconds, a whole number from 0 to 3600",
-        "How long a provider that failed non-retryably (bad key) is skipped.",
+        "How long a provider is skipped after it failed non-retryably (bad key), or failed "
+        "4 attempts in a row while another provider of its kind is configured (an outage).",
         _integer(0, 3600),
         "60",
     ),

@@ -3,8 +3,10 @@
 Providers make single attempts and raise :class:`ProviderError`; a :class:`FallbackChain`
 retries retryable failures with exponential backoff and jitter (honouring the server's
 Retry-After), bounds each attempt and the whole call, moves on to the next provider when
-one keeps failing, and benches a provider that failed non-retryably (bad key, refused
-request) for a cool-down. Cancellation (a barge-in) propagates untouched.
+one keeps failing (at once after a timeout), and benches a provider for a cool-down when
+it failed non-retryably (bad key, refused request) or, with another provider to fall back
+to, failed several attempts in a row (an outage: later calls skip it instead of paying its
+retries). Cancellation (a barge-in) propagates untouched.
 """
 
 from __future__ import annotations
@@ -50,20 +52,33 @@ class RetryPolicy:
     max_delay: float = 2.0
     stall_timeout: float = 10.0
     cooldown: float = 60.0
+    # Consecutive failed attempts (retryable ones: 5xx, timeouts, 429s) after which a
+    # provider with a fallback is benched for ``cooldown``: an outage costs each turn its
+    # retries only until then. One more failure after the cool-down benches it again.
+    failures_to_bench: int = 4
 
 
 class ProviderHealth:
-    """Remembers providers benched after a non-retryable failure, until their cool-down."""
+    """Benched providers until their cool-down, and each one's consecutive failures."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._benched_until: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
 
     def healthy(self, name: str) -> bool:
         return self._clock() >= self._benched_until.get(name, 0.0)
 
     def bench(self, name: str, seconds: float) -> None:
         self._benched_until[name] = self._clock() + seconds
+
+    def failed(self, name: str) -> int:
+        """Count a failed attempt; the provider's consecutive failures so far."""
+        self._failures[name] = self._failures.get(name, 0) + 1
+        return self._failures[name]
+
+    def succeeded(self, name: str) -> None:
+        self._failures.pop(name, None)
 
 
 @dataclass(frozen=True)
@@ -137,6 +152,8 @@ class FallbackChain(Generic[P]):
         return healthy or [self.providers[0]]
 
     def _observe(self, provider: str, started: float, error: ProviderError | None) -> None:
+        if error is None:
+            self.health.succeeded(provider)
         if self._observer is not None:
             self._observer(Attempt(self.stage, provider, time.monotonic() - started, error))
 
@@ -152,16 +169,37 @@ class FallbackChain(Generic[P]):
             context={"stage": self.stage.name, "provider": provider, "code": error.code},
             error=error.detail,
         )
-        if not error.retryable and error.kind not in _INPUT_KINDS:
+        if error.kind in _INPUT_KINDS:
+            return
+        failures = self.health.failed(provider)
+        if not error.retryable:
             self.health.bench(provider, self.policy.cooldown)
+        elif failures >= self.policy.failures_to_bench and len(self.providers) > 1:
+            self.health.bench(provider, self.policy.cooldown)
+            log.warning(
+                "provider benched after consecutive failures; using the next one",
+                context={
+                    "stage": self.stage.name,
+                    "provider": provider,
+                    "failures": failures,
+                    "cooldown_seconds": self.policy.cooldown,
+                },
+            )
 
     async def _plan(self, call: _Call) -> AsyncGenerator[P, None]:
-        """Providers to try, in order and with retries, sleeping the backoff in between."""
-        for provider in self._candidates():
+        """Providers to try, in order and with retries, sleeping the backoff in between.
+
+        A provider is not retried when it timed out and another one follows: the retry
+        would use up the time the next provider needs (a hung provider stays hung).
+        """
+        candidates = self._candidates()
+        for provider in candidates:
             for attempt in range(self.policy.attempts_per_provider):
                 yield provider
                 error = call.last_error
-                if error is None or not error.retryable:
+                if error is None or not error.retryable or not self.health.healthy(provider.name):
+                    break  # done, hopeless for this input, or benched just now: next provider
+                if error.kind is ErrorKind.TIMEOUT and provider is not candidates[-1]:
                     break
                 if attempt + 1 < self.policy.attempts_per_provider:
                     delay = self._backoff(attempt, error)

@@ -1,6 +1,6 @@
-"""Fixtures for the deploy tests: two real systemd hosts (see nspawn.py), the release
-built by scripts/build-release plus the deploy stub, and the repository's playbooks run
-against the hosts with a test inventory.
+"""Shared pieces of the deploy tests: the release built by scripts/build-release, and the
+repository's playbooks run against nspawn hosts (nspawn.py) with a test inventory. The
+hosts themselves are test_blue_green.py's lab (one lab for the whole deploy suite).
 
 Needs root and the Debian packages ``scripts/deploy-test-packages`` installs, and
 Ansible next to this Python (``tox -e deploy``); skipped with the reason otherwise.
@@ -11,43 +11,21 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.deploy.nspawn import Host, Lab, down, missing_prerequisites, run, up, wait_for
-from tests.deploy.release import STUB_COMMAND, STUB_DISTRIBUTION, Release, build
+from tests.deploy.nspawn import Host, Lab, run, wait_for
+from tests.deploy.release import Release, build
 
 __all__ = ["Host", "Lab", "Release", "run", "wait_for"]
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = ROOT / "ansible"
-HOSTS = 2
-
-
-@pytest.fixture(scope="session")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """Two booted Debian hosts with systemd as PID 1, reachable as root over ssh."""
-    reason = missing_prerequisites()
-    if (
-        reason is None
-        and shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) is None
-    ):
-        reason = "ansible-playbook is not installed next to this Python (tox -e deploy)"
-    if reason:
-        pytest.skip(reason)
-    workdir = tmp_path_factory.mktemp("fleet")
-    names = [f"ocv{os.getpid() % 100000}h{index}" for index in range(1, HOSTS + 1)]
-    lab = up(names, workdir)
-    try:
-        yield lab
-    finally:
-        down(lab)
 
 
 # --- release ---------------------------------------------------------------------------------
@@ -55,7 +33,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 @pytest.fixture(scope="session")
 def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
-    """scripts/build-release output plus the deploy stub wheel, checksums redone."""
+    """scripts/build-release output (plus the deploy stub wheel Molecule uses, unused here)."""
     return build(tmp_path_factory.mktemp("release"))
 
 
@@ -91,9 +69,9 @@ def parse_recap(output: str) -> dict[str, dict[str, int]]:
 
 @dataclass
 class Ansible:
-    """Runs the repository's playbooks against the fleet with a test inventory."""
+    """Runs the repository's playbooks against a lab's hosts with a test inventory."""
 
-    fleet: Lab
+    lab: Lab
     workdir: Path
 
     def environment(self) -> dict[str, str]:
@@ -127,12 +105,14 @@ class Ansible:
             "-i",
             str(inventory),
             "--limit",
-            ",".join(["localhost", *(host.name for host in self.fleet.hosts)]),
+            ",".join(["localhost", *(host.name for host in self.lab.hosts)]),
         ]
         if extra_vars is not None:
-            vars_file = self.workdir / f"extra-vars-{time.monotonic_ns()}.json"
-            vars_file.write_text(json.dumps(extra_vars))
-            argv += ["-e", f"@{vars_file}"]
+            # A file of its own per run: runs may overlap (the preflight cases do).
+            handle, name = tempfile.mkstemp(prefix="extra-vars-", suffix=".json", dir=self.workdir)
+            with os.fdopen(handle, "w") as vars_file:
+                json.dump(extra_vars, vars_file)
+            argv += ["-e", f"@{name}"]
         argv += [*args, playbook]
         started = time.monotonic()
         result = run(argv, check=False, timeout=timeout, env=self.environment(), cwd=ANSIBLE_DIR)
@@ -145,15 +125,7 @@ class Ansible:
         )
 
 
-@pytest.fixture(scope="session")
-def ansible(fleet: Lab) -> Ansible:
-    workdir = Path(fleet.workdir) / "ansible"
-    workdir.mkdir(exist_ok=True)
-    return Ansible(fleet=fleet, workdir=workdir)
-
-
-# Staging-shaped settings for the test hosts: two shards, one per host; placeholder-free
-# fake secrets; the release just built; both slots installed; the stub as ExecStart.
+# Placeholder-free fake secrets for the staging-shaped test inventory.
 TEST_SECRETS = {
     "vault_discord_token": "deploy-test-discord-token",
     "vault_stt_api_key": "deploy-test-stt-key",
@@ -161,24 +133,3 @@ TEST_SECRETS = {
     "vault_openclaw_gateway_token": "deploy-test-gateway-token",
     "vault_ops_admin_token": "deploy-test-ops-admin-token",
 }
-
-
-def site_vars(release: Release, **overrides: object) -> dict[str, object]:
-    return {
-        "env": "staging",
-        **TEST_SECRETS,
-        "openclaw_voice_release_dir": str(release.directory),
-        "openclaw_voice_install_slots": ["blue", "green"],
-        "openclaw_voice_command": STUB_COMMAND,
-        "openclaw_voice_extra_packages": [STUB_DISTRIBUTION],
-        **overrides,
-    }
-
-
-@pytest.fixture(scope="session")
-def staging_inventory(fleet: Lab) -> Path:
-    shards = {
-        host.name: {"shard_ids": [index], "shard_count": len(fleet.hosts)}
-        for index, host in enumerate(fleet.hosts)
-    }
-    return fleet.inventory(Path(fleet.workdir) / "staging.json", group="staging", host_vars=shards)

@@ -2,9 +2,10 @@
 
     python -m tests.deploy.release DIR     (used by the Molecule scenarios)
 
-The stub (stub/openclaw_voice_deploy_stub.py) is added to the wheelhouse as its own
-wheel, built here by hand (no build backend needed), and the wheelhouse tarball and
-SHA256SUMS are redone so the release stays self-consistent.
+The stub (stub/openclaw_voice_deploy_stub.py, Molecule's ExecStart; tests/deploy runs the
+real bot) is added to the wheelhouse as its own wheel, built here by hand (no build
+backend needed), and the wheelhouse tarball and SHA256SUMS are redone so the release
+stays self-consistent. ``derive`` makes further versions of a built release.
 """
 
 from __future__ import annotations

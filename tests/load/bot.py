@@ -2,12 +2,15 @@
 
 It is the real application: ``Application.build_bot`` (discord.py client, session manager,
 commands, ``VoicePipeline`` with its receive path, VAD, turn runner and playback), with
-one difference: the turn runner's providers are the in-process fakes of
-``tests/load/providers.py`` behind the real fallback chains, TTS cache and metrics. Logs
-are JSON at the production level, into a file.
+one difference: the turn runner's providers (``Application(build_runner=...)``) are the
+in-process fakes of ``tests/load/providers.py`` behind the real fallback chains, TTS cache
+and metrics. Logs are JSON at the production level, into a file.
 
 Protocol (JSON lines): the first line on stdin is the run's setup; then the commands
-``{"op": "join"}`` and ``{"op": "stop"}``. Events go to stdout: ``ready``, ``joined``,
+``{"op": "join"}``, ``{"op": "outage", "stage": "stt", "down": true}`` and
+``{"op": "stop"}`` (SIGTERM stops it too, with the same shutdown:
+drain the replies in progress, leave voice, keep the recorded presence). Events go to
+stdout: ``ready``, ``joined``,
 ``turn`` (one per finished turn), ``sample`` (every second: asyncio tasks, threads,
 event-loop lag) and ``final`` (counters), then ``exited``.
 """
@@ -47,7 +50,7 @@ from openclaw_voice.stt.registry import stt_policy
 from openclaw_voice.tts.base import TextToSpeech
 from openclaw_voice.tts.cache import CachedTextToSpeech
 from openclaw_voice.tts.registry import ChainTextToSpeech, tts_policy
-from tests.load.profile import LoadProfile
+from tests.load.profile import LoadProfile, outage_stages
 from tests.load.providers import (
     WAKE_NAME,
     Ledgers,
@@ -208,13 +211,23 @@ def build_load_runner(
         if metric_observer is not None:
             metric_observer(attempt)
 
+    # A stage with outages in the profile gets a second, healthy provider to fall back to.
+    backed = outage_stages(ledgers.profile)
     stt = FallbackChain(
-        Stage.STT, [LoadSpeechToText(ledgers)], stt_policy(settings), observer=observer
+        Stage.STT,
+        [LoadSpeechToText(ledgers, backup=b) for b in (False, True)[: 1 + ("stt" in backed)]],
+        stt_policy(settings),
+        observer=observer,
     )
     agent = FallbackChain(
-        Stage.AGENT, [LoadAgent(ledgers)], agent_policy(settings), observer=observer
+        Stage.AGENT,
+        [LoadAgent(ledgers, backup=b) for b in (False, True)[: 1 + ("agent" in backed)]],
+        agent_policy(settings),
+        observer=observer,
     )
-    speech: list[TextToSpeech] = [LoadTextToSpeech(ledgers)]
+    speech: list[TextToSpeech] = [
+        LoadTextToSpeech(ledgers, backup=b) for b in (False, True)[: 1 + ("tts" in backed)]
+    ]
     tts = FallbackChain(Stage.TTS, speech, tts_policy(settings), observer=observer)
     return LoadTurnRunner(
         ledgers=ledgers,
@@ -292,12 +305,17 @@ class LoadBot:
         for name in self.profile.experiments:
             EXPERIMENTS[name]()
         self.settings = settings_for(setup, self.profile)
-        self.app = Application(self.settings)
         self.ledgers = Ledgers(self.profile)
         self.attempts = AttemptLog()
         self.unhandled: list[str] = []
         self.join_failures: list[str] = []
         self.runner: LoadTurnRunner | None = None
+        self.app = Application(self.settings, build_runner=self._build_runner)
+        self.stop = asyncio.Event()  # the harness's "stop", or SIGTERM as systemd sends it
+
+    def _build_runner(self, settings: Settings, metrics: Metrics | None) -> LoadTurnRunner:
+        self.runner = build_load_runner(settings, metrics, self.ledgers, self.attempts, self.emit)
+        return self.runner
 
     def _exception_handler(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         self.unhandled.append(str(context.get("exception") or context.get("message")))
@@ -370,6 +388,7 @@ class LoadBot:
             "provider_attempts": dict(self.attempts.attempts),
             "injected_by_code": dict(self.ledgers.injected_by_code),
             "provider_calls": dict(self.ledgers.calls),
+            "provider_served": dict(self.ledgers.served),
             "receive": dict(receive),
             "clock_skipped": pipeline.clock.skipped if pipeline else 0,
             "clock_ticks": pipeline.clock.ticks if pipeline else 0,
@@ -394,18 +413,11 @@ class LoadBot:
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(self._exception_handler)
         loop.add_signal_handler(signal.SIGUSR1, dump_tasks)  # kill -USR1: where is it stuck?
+        loop.add_signal_handler(signal.SIGTERM, self.stop.set)
         store = await StateStore.open(self.settings.state_dir, metrics=self.app.metrics)
         bot = self.app.build_bot(store)
         pipeline = self.app.pipeline
         assert pipeline is not None
-        configured, self.runner = (
-            pipeline.runner,
-            build_load_runner(
-                self.settings, self.app.metrics, self.ledgers, self.attempts, self.emit
-            ),
-        )
-        pipeline.runner = self.runner
-        await configured.aclose()
 
         async def no_identify_wait(shard_id: int | None, *, initial: bool = False) -> None:
             return None  # the fake has no IDENTIFY rate limit
@@ -420,12 +432,10 @@ class LoadBot:
         try:
             await self.app.slot.set_role("active")  # waits for the gateway, syncs commands
             self.emit({"event": "ready", "t": time.monotonic()})
-            while line := await commands.readline():
-                command = json.loads(line)
-                if command["op"] == "join":
-                    await self._join(bot)
-                elif command["op"] == "stop":
-                    break
+            reader = asyncio.create_task(self._commands(commands, bot), name="commands")
+            await self.stop.wait()
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
             self.emit(await self._final())
         finally:
             with contextlib.suppress(Exception):
@@ -436,8 +446,22 @@ class LoadBot:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await pipeline.close()
-            await self.runner.aclose()
+            await pipeline.runner.aclose()
             await store.close()
+
+    async def _commands(self, commands: asyncio.StreamReader, bot: discord.Client) -> None:
+        while line := await commands.readline():
+            command = json.loads(line)
+            if command["op"] == "join":
+                await self._join(bot)
+            elif command["op"] == "outage":
+                if command["down"]:
+                    self.ledgers.down.add(command["stage"])
+                else:
+                    self.ledgers.down.discard(command["stage"])
+            elif command["op"] == "stop":
+                break
+        self.stop.set()
 
 
 def dump_tasks() -> None:

@@ -142,6 +142,11 @@ class GuildConversation:
         self.send_lateness: list[float] = []
         self.capture_failures: Counter[str] = Counter()
         self.extra_reports = 0  # turn reports left over: a question answered twice
+        # Held while a question is asked and answered: a disruption that must come between
+        # turns takes it (tests/load/events.py).
+        self.turn_lock = asyncio.Lock()
+        self.reply_heard = asyncio.Event()  # the current question's answer is audible
+        self.stop_asking = False  # finish the current turn, then ask nothing more
 
     async def run(self, deadline: float | None) -> None:
         """Ask ``profile.turns`` questions, or keep asking until ``deadline`` (monotonic)."""
@@ -152,7 +157,10 @@ class GuildConversation:
                 return
             if deadline is not None and time.monotonic() >= deadline:
                 return
-            await self.ask(self.speakers[turn % len(self.speakers)], turn)
+            async with self.turn_lock:
+                if self.stop_asking:
+                    return
+                await self.ask(self.speakers[turn % len(self.speakers)], turn)
             turn += 1
             await asyncio.sleep(self.rng.uniform(*self.profile.think))  # the user thinks
 
@@ -165,6 +173,7 @@ class GuildConversation:
         capture.clear()
         clip = self.clips[self.rng.randrange(len(self.clips))]
         sim.stats.lateness.clear()
+        self.reply_heard.clear()
         asked_at = time.monotonic()
         stats = await sim.speak_opus(clip.frames, realtime=True)
         lateness = stats.lateness
@@ -232,6 +241,7 @@ class GuildConversation:
                 index += 1
                 if frame.arrival >= result.asked_at and frame_rms(frame) > HEARD_RMS:
                     result.heard_at = frame.arrival
+                    self.reply_heard.set()
                     return
             remaining = deadline - time.monotonic()
             if remaining <= 0 or (result.bot is not None and result.bot["status"] == "ignored"):

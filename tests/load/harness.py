@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import resource
+import sqlite3
 import sys
 import tempfile
 import time
@@ -26,11 +27,14 @@ from typing import Any
 
 import structlog
 
+from openclaw_voice.store.migrate import database_path
 from tests.fakes.discord import FakeDiscord, PacketFaults
 from tests.load.driver import GuildConversation
+from tests.load.events import EventContext, clockshift_environment, perform
 from tests.load.monitor import ProcessMonitor
-from tests.load.profile import LoadProfile
+from tests.load.profile import CLOCK_EVENTS, LoadProfile
 from tests.load.speech import question_clips
+from tests.load.storage import BotStorage
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +64,7 @@ class RunData:
     fake_errors: list[str] = field(default_factory=list)
     log_levels: dict[str, int] = field(default_factory=dict)
     log_errors: list[str] = field(default_factory=list)
+    guild_ids: list[int] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)  # disruptions carried out
     gateway: dict[str, int] = field(default_factory=dict)  # what the fake's gateway saw
     exit_code: int | None = None
@@ -189,19 +194,15 @@ async def _wait_for_calls(fake: FakeDiscord, conversations: list[GuildConversati
     await asyncio.gather(*(ready(c) for c in conversations))
 
 
-async def _disrupt(fake: FakeDiscord, data: RunData, start: float) -> None:
+async def _disrupt(context: EventContext, data: RunData, start: float) -> None:
     """Carry out the profile's events at their times (pacing, like the speakers)."""
     for at, action in sorted(data.profile.events):
         delay = start + at - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        if action == "gateway-resume":
-            await fake.gateway.drop(resumable=True)
-        elif action == "gateway-drop":
-            await fake.gateway.drop(resumable=False)
-        elif action == "gateway-reconnect":
-            await fake.gateway.request_reconnect()
-        data.events.append({"t": time.monotonic() - data.phases["spawned"], "action": action})
+        begun = time.monotonic() - data.phases["spawned"]
+        observed = await perform(action, context)
+        data.events.append({"t": begun, "action": action, **observed})
 
 
 async def run_load(profile: LoadProfile, out_dir: Path) -> RunData:
@@ -234,24 +235,31 @@ async def run_load(profile: LoadProfile, out_dir: Path) -> RunData:
             conversations.append(
                 GuildConversation(fake, guild.id, speakers, clips, profile=profile, index=index)
             )
+            data.guild_ids.append(guild.id)
         with (
             tempfile.TemporaryDirectory(prefix="load-state-") as state,
             (out_dir / "bot.stderr").open("wb") as stderr,
+            BotStorage.prepare(profile, Path(state), out_dir) as storage,
         ):
             (out_dir / "bot.log").unlink(missing_ok=True)
             endpoints = fake.endpoints
+            environment = dict(os.environ)
+            clock_file = None
+            if CLOCK_EVENTS & {action for _, action in profile.events}:
+                shifted, clock_file = clockshift_environment(out_dir)
+                environment.update(shifted)
             process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "tests.load.bot",
+                *storage.command([sys.executable, "-m", "tests.load.bot"]),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=stderr,
                 cwd=ROOT,
+                env=environment,
                 limit=1 << 24,
             )
             data.phases["spawned"] = time.monotonic()
             bot = BotProcess(process, {c.guild_id: c for c in conversations})
+            storage.follow(bot)
             monitor = ProcessMonitor(process.pid)
             monitor.start()
             bot.send(
@@ -262,11 +270,14 @@ async def run_load(profile: LoadProfile, out_dir: Path) -> RunData:
                     "gateway_url": endpoints.gateway_url,
                     "ca_bundle": str(endpoints.ca_bundle),
                     "state_dir": state,
-                    "log_path": str(out_dir / "bot.log"),
+                    "log_path": str(storage.log_path),
                     "channels": [c.speakers[0].guild.voice_channels()[0].id for c in conversations],
                 }
             )
-            await _run(bot, monitor, fake, conversations, data)
+            context = EventContext(
+                fake, conversations, process.pid, bot.send, clock_file, storage=storage
+            )
+            await _run(bot, monitor, context, data, Path(state))
     except Exception as error:
         data.failure = f"{type(error).__name__}: {error}"
         log.error("load run failed", error=data.failure)
@@ -293,11 +304,11 @@ async def run_load(profile: LoadProfile, out_dir: Path) -> RunData:
 async def _run(
     bot: BotProcess,
     monitor: ProcessMonitor,
-    fake: FakeDiscord,
-    conversations: list[GuildConversation],
+    context: EventContext,
     data: RunData,
+    state_dir: Path,
 ) -> None:
-    profile = data.profile
+    fake, conversations, profile = context.fake, context.conversations, data.profile
     ready = await bot.wait("ready", 120)
     data.phases["ready"] = ready["t"]
     monitor.sample_now()
@@ -320,14 +331,14 @@ async def _run(
     else:
         assert profile.seconds is not None
         bound = profile.seconds + profile.reply_timeout + 60
-    disruptions = asyncio.create_task(_disrupt(fake, data, start), name="disruptions")
+    disruptions = asyncio.create_task(_disrupt(context, data, start), name="disruptions")
     try:
         await asyncio.wait_for(asyncio.gather(*(c.run(deadline) for c in conversations)), bound)
     finally:
         data.phases["conversation_end"] = time.monotonic()
         if not disruptions.done():
             disruptions.cancel()
-        await asyncio.gather(disruptions, return_exceptions=True)
+        (disrupted,) = await asyncio.gather(disruptions, return_exceptions=True)
         for conversation in conversations:
             conversation.finish()
             data.turns.extend(
@@ -336,6 +347,8 @@ async def _run(
             data.send_lateness.extend(conversation.send_lateness)
             for name, count in conversation.capture_failures.items():
                 data.capture_failures[name] = data.capture_failures.get(name, 0) + count
+    if isinstance(disrupted, Exception):
+        raise BotProcessError(f"an event failed: {type(disrupted).__name__}: {disrupted}")
     monitor.sample_now()
     data.phases["stop"] = time.monotonic()
     with contextlib.suppress(BotProcessError):
@@ -345,3 +358,17 @@ async def _run(
     data.final["extra_reports"] = sum(c.extra_reports for c in conversations)
     await bot.wait("exited", 120)
     data.phases["stopped"] = time.monotonic()
+    # What a restart would rejoin, and where the fake still sees the bot in voice.
+    data.final["presence_after_exit"] = recorded_presence(state_dir)
+    data.final["in_voice_after_exit"] = sorted(
+        guild.id for guild in fake.world.guilds.values() if fake.world.bot.id in guild.voice_states
+    )
+
+
+def recorded_presence(state_dir: Path) -> list[int]:
+    """The guilds whose voice channel the state database says the bot should be in."""
+    with contextlib.closing(sqlite3.connect(database_path(state_dir))) as db:
+        rows = db.execute(
+            "SELECT guild_id FROM guild_voice_state WHERE desired = 1 AND channel_id IS NOT NULL"
+        ).fetchall()
+    return sorted(int(row[0]) for row in rows)

@@ -16,11 +16,44 @@ from openclaw_voice.errors import ErrorKind, Stage
 
 FaultStage = Literal["stt", "agent", "tts"]
 # What the harness can do to the fake Discord during a conversation.
+# Carried out by tests/load/events.py.
 EVENTS = {
     "gateway-resume": "every gateway websocket closed; the sessions stay resumable",
     "gateway-drop": "every gateway websocket closed and its session forgotten (re-IDENTIFY)",
     "gateway-reconnect": "op 7: Discord asks the client to reconnect and resume",
+    "voice-close-4006": "the first guild's voice websocket closed with 4006 (session invalid), "
+    "between its turns; the harness waits for the rejoin",
+    "voice-close-4015": "the same with 4015 (voice server crashed)",
+    "sigterm": "SIGTERM to the bot while the first guild's answer is heard; no new questions",
+    "clock-forward": "the bot's wall clock jumps forward an hour (monotonic clock unchanged)",
+    "clock-back": "the bot's wall clock jumps back an hour",
+    # Storage faults (tests/load/storage.py): the sandboxed ones need root.
+    "state-lock": "another connection holds an exclusive lock on the bot's state database",
+    "state-unlock": "that connection rolls back and closes: the lock is released",
+    "state-readonly": "the state filesystem goes read-only (a filesystem error, as on a "
+    "failing disk) until the bot exits; sandboxed",
+    "disk-full": "the filesystems of the bot's state and log are filled up; sandboxed",
+    "disk-freed": "the filler is deleted: space again",
+    **{
+        f"{stage}-{state}": f"{stage}'s first provider {what} (a second one is configured)"
+        for stage in ("stt", "agent", "tts")
+        for state, what in (("down", "fails every call with a 503"), ("up", "answers again"))
+    },
 }
+CLOCK_EVENTS = frozenset({"clock-forward", "clock-back"})
+READ_ONLY_EVENTS = frozenset({"state-readonly"})
+# Events that need the bot's state and log on filesystems of their own (a mount namespace).
+SANDBOX_EVENTS = READ_ONLY_EVENTS | {"disk-full", "disk-freed"}
+STORAGE_EVENTS = SANDBOX_EVENTS | {"state-lock", "state-unlock"}
+
+
+def outage_stages(profile: LoadProfile) -> set[str]:
+    """Stages with an outage event: their chains get a second provider."""
+    return {
+        action.removesuffix("-down") for _, action in profile.events if action.endswith("-down")
+    }
+
+
 STAGES: dict[str, Stage] = {"stt": Stage.STT, "agent": Stage.AGENT, "tts": Stage.TTS}
 
 

@@ -117,6 +117,8 @@ class Ledgers:
         self._counter = 0
         self.injected_by_code: Counter[int] = Counter()
         self.calls: Counter[str] = Counter()
+        self.served: Counter[str] = Counter()  # successful calls, by provider name
+        self.down: set[str] = set()  # stages whose first provider is in an outage
 
     def rng(self, guild_id: int | None, stage: FaultStage) -> Random:
         key = (guild_id or 0, stage)
@@ -157,8 +159,25 @@ class Ledgers:
         self.injected_by_code[decided.code] += 1
         return decided
 
+    async def outage(self, guild_id: int | None, stage: FaultStage, provider: str) -> None:
+        """Fail the call like a provider in an outage (a quick 503), when its stage is down.
+
+        Counted like an injected transient fault: the fallback provider answers instead.
+        """
+        if stage not in self.down:
+            return
+        await asyncio.sleep(OUTAGE_LATENCY)
+        code = int(STAGES[stage]) + ErrorKind.UNAVAILABLE.offset
+        self.turn(guild_id).injected.append((stage, code, False))
+        self.injected_by_code[code] += 1
+        raise ProviderError(
+            STAGES[stage], ErrorKind.UNAVAILABLE, provider, "outage (injected)", status=503
+        )
+
 
 HANG_SECONDS = 3600.0  # a "timeout" fault: longer than any attempt timeout
+OUTAGE_LATENCY = 0.03  # a provider in an outage answers 503 at once
+BACKUP_SUFFIX = "-backup"
 
 
 async def _fail(fault: Fault, provider: str) -> None:
@@ -181,13 +200,15 @@ def _error(fault: Fault, provider: str) -> ProviderError:
 class LoadSpeechToText:
     """Answers after the sampled latency with one of a few questions, wake name first."""
 
-    name = "load-stt"
-
-    def __init__(self, ledgers: Ledgers) -> None:
+    def __init__(self, ledgers: Ledgers, *, backup: bool = False) -> None:
         self.ledgers = ledgers
+        self.backup = backup  # the stage's second provider: never in an outage
+        self.name = "load-stt" + (BACKUP_SUFFIX if backup else "")
 
     async def transcribe(self, request: TranscriptionRequest) -> Transcript:
         guild = request.guild_id
+        if not self.backup:
+            await self.ledgers.outage(guild, "stt", self.name)
         started = time.monotonic()
         latency = self.ledgers.profile.providers.stt.sample(self.ledgers.rng(guild, "stt"))
         fault = self.ledgers.fault_for(guild, "stt", id(request))
@@ -197,6 +218,7 @@ class LoadSpeechToText:
         if fault is not None:
             await _fail(fault, self.name)
         question = QUESTIONS[self.ledgers.rng(guild, "stt").randrange(len(QUESTIONS))]
+        self.ledgers.served[self.name] += 1
         return Transcript(
             f"{WAKE_NAME}, {question}", self.name, request.audio.duration_seconds, "en", 0.95
         )
@@ -208,10 +230,10 @@ class LoadSpeechToText:
 class LoadAgent:
     """Streams a fresh one- or two-sentence answer: first token, then a token every gap."""
 
-    name = "load-agent"
-
-    def __init__(self, ledgers: Ledgers) -> None:
+    def __init__(self, ledgers: Ledgers, *, backup: bool = False) -> None:
         self.ledgers = ledgers
+        self.backup = backup  # the stage's second provider: never in an outage
+        self.name = "load-agent" + (BACKUP_SUFFIX if backup else "")
 
     def _answer(self, guild: int | None) -> str:
         rng = self.ledgers.rng(guild, "agent")
@@ -223,6 +245,8 @@ class LoadAgent:
 
     async def reply(self, session: AgentSession, turn: AgentTurn) -> AsyncIterator[str]:
         guild = session.guild_id
+        if not self.backup:
+            await self.ledgers.outage(guild, "agent", self.name)
         profile = self.ledgers.profile.providers
         rng = self.ledgers.rng(guild, "agent")
         started = time.monotonic()
@@ -234,6 +258,7 @@ class LoadAgent:
         if fault is not None:
             await _fail(fault, self.name)
         parts = tokens(self._answer(guild))
+        self.ledgers.served[self.name] += 1
         ledger.agent_first_sentence = first + first_sentence_token(parts) * gap
         for index, part in enumerate(parts):
             if index:
@@ -247,13 +272,15 @@ class LoadAgent:
 class LoadTextToSpeech:
     """A tone as long as the text would take to say, streamed faster than real time."""
 
-    name = "load-tts"
-
-    def __init__(self, ledgers: Ledgers) -> None:
+    def __init__(self, ledgers: Ledgers, *, backup: bool = False) -> None:
         self.ledgers = ledgers
+        self.backup = backup  # the stage's second provider: never in an outage
+        self.name = "load-tts" + (BACKUP_SUFFIX if backup else "")
 
     async def synthesize(self, request: SpeechRequest) -> AsyncIterator[PcmAudio]:
         guild = request.guild_id
+        if not self.backup:
+            await self.ledgers.outage(guild, "tts", self.name)
         profile = self.ledgers.profile.providers
         started = time.monotonic()
         first = profile.tts_first_byte.sample(self.ledgers.rng(guild, "tts"))
@@ -264,6 +291,7 @@ class LoadTextToSpeech:
         await sleep_until(started + first)
         if fault is not None:
             await _fail(fault, self.name)
+        self.ledgers.served[self.name] += 1
         seconds = len(request.text) * profile.speech_ms_per_char / 1000
         chunks = max(1, round(seconds / CHUNK_SECONDS))
         step = CHUNK_SECONDS / profile.tts_speed

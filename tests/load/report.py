@@ -254,11 +254,19 @@ def build_report(data: RunData) -> dict[str, Any]:
         "phases_seconds": phases,
         "sessions": sessions,
         "speakers": sessions * profile.speakers,
+        "guild_ids": data.guild_ids,
         "state_at_end": {
             "sessions": final.get("sessions_at_end"),
             "recorded_presence": final.get("presence_at_end"),
             "discord_voice_clients": final.get("discord_voice_clients"),
         },
+        # After the bot exited: the guilds its state database says to rejoin, and those
+        # where the fake Discord still has it in a voice channel.
+        "after_exit": {
+            "presence": final.get("presence_after_exit"),
+            "in_voice": final.get("in_voice_after_exit"),
+        },
+        "voice_disconnects_by_reason": _metric(final, "discord_voice_disconnect_total", "reason"),
         # From the stop command to the bot's exit: demotion (leaving every voice channel,
         # keeping the presence) and closing the client.
         "shutdown_seconds": round(phases["stopped"] - phases["stop"], 2)
@@ -295,6 +303,7 @@ def build_report(data: RunData) -> dict[str, Any]:
                 str(k): v for k, v in sorted(final.get("injected_by_code", {}).items())
             },
             "pipeline_error_total": _metric(final, "pipeline_error_total", "error_code"),
+            "provider_served": final.get("provider_served", {}),
             "unhandled_exceptions": final.get("unhandled", []),
             "log_lines_by_level": data.log_levels,
             "log_errors": data.log_errors,

@@ -3,8 +3,8 @@
 Behaviour is asserted (every question answered, errors exactly those injected, no frame
 dropped, resources flat); performance is recorded in the report, never asserted.
 
-The soak's length: ``OPENCLAW_LOAD_SOAK_SECONDS`` (default 60). The full-size runs are
-``python -m tests.load.run`` (see docs/benchmarks.md).
+The soak's length: ``OPENCLAW_LOAD_SOAK_SECONDS`` (default 180, the CI's 3 minutes). The
+full-size runs are ``python -m tests.load.run`` (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tests.load.profile import Fault, LoadProfile
 from tests.load.report import percentiles, write_report
 from tests.load.run import verdict
 
-SOAK_SECONDS = float(os.environ.get("OPENCLAW_LOAD_SOAK_SECONDS", "60"))
+SOAK_SECONDS = float(os.environ.get("OPENCLAW_LOAD_SOAK_SECONDS", "180"))
 SOUND = (b"\x00\x10" * 2) * 960  # a loud 20 ms stereo frame
 SILENCE = bytes(3840)
 

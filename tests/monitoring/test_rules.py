@@ -108,8 +108,20 @@ def test_alert_has_severity_annotations_and_an_existing_runbook(rule: dict[str, 
         assert section in text, f"{page.name} lacks {section!r}"
 
 
-# Runbook pages that are procedures (linked from the README), not an alert's page.
-PROCEDURES = {"README.md", "deploy.md", "rollback.md"}
+# Runbook pages that are procedures or failure modes (linked from the README), not an
+# alert's page.
+PROCEDURES = {
+    "README.md",
+    "deploy.md",
+    "rollback.md",
+    "provider-failures.md",
+    "audio-packet-loss.md",
+    "disk-full.md",
+    "shutdown-drain.md",
+    "crash-restart.md",
+    "clock-jumps.md",
+    "deploy-during-faults.md",
+}
 
 
 def test_every_runbook_is_linked_from_an_alert() -> None:

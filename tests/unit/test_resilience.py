@@ -141,6 +141,45 @@ async def test_a_non_retryable_failure_benches_the_provider_for_the_cooldown() -
     assert await chain.call(run) == "a ok"
 
 
+async def test_an_outage_benches_the_provider_after_consecutive_failures() -> None:
+    now = [100.0]
+    health = ProviderHealth(clock=lambda: now[0])
+    down = [error(ErrorKind.UNAVAILABLE)] * 5
+    a, b = Fake("a", list(down)), Fake("b")
+    attempts: list[Attempt] = []
+    chain = chain_of(a, b, health=health, attempts=attempts)
+    for _ in range(3):
+        assert await chain.call(run) == "b ok"
+    # Two requests paid a's two attempts each; the fourth failure benched it.
+    assert [x.provider for x in attempts] == ["a", "a", "b", "a", "a", "b", "b"]
+    assert not health.healthy("a")
+    now[0] += POLICY.cooldown
+    assert await chain.call(run) == "b ok"  # still down after the cool-down: benched again
+    assert a.calls == 5
+    assert not health.healthy("a")
+    now[0] += POLICY.cooldown
+    assert await chain.call(run) == "a ok"  # back: a success resets its count
+    a.script = [error(ErrorKind.UNAVAILABLE)]
+    assert await chain.call(run) == "a ok"  # one failure alone is retried, not benched
+    assert health.healthy("a")
+
+
+async def test_a_timeout_goes_to_the_next_provider_without_a_retry() -> None:
+    a, b = Fake("a", [error(ErrorKind.TIMEOUT)]), Fake("b", [error(ErrorKind.TIMEOUT)])
+    attempts: list[Attempt] = []
+    assert await chain_of(a, b, attempts=attempts).call(run) == "b ok"
+    assert [x.provider for x in attempts] == ["a", "b", "b"]  # the last one is retried
+
+
+async def test_a_single_provider_is_never_benched_for_retryable_failures() -> None:
+    a = Fake("a", [error(ErrorKind.UNAVAILABLE)] * 6)
+    chain = chain_of(a)
+    for _ in range(3):
+        with pytest.raises(ProviderError):
+            await chain.call(run)
+    assert chain.health.healthy("a")
+
+
 async def test_with_every_provider_benched_the_first_is_still_tried() -> None:
     health = ProviderHealth()
     health.bench("a", 60)

@@ -94,10 +94,15 @@ class VoiceBot(discord.Client):
     async def on_ready(self) -> None:
         self._set_connected(True)
         self._sync_guilds()
+        adopted = self.sessions.adopt_voice_clients() if self.sessions is not None else 0
         user = self.user
         log.info(
             "connected to Discord",
-            context={"bot_user_id": user.id if user else None, "guilds": len(self.guilds)},
+            context={
+                "bot_user_id": user.id if user else None,
+                "guilds": len(self.guilds),
+                "voice_connections_kept": adopted,
+            },
         )
         self.connected_once.set()
 

@@ -375,6 +375,28 @@ class VoiceSessionManager:
         self._notify()
         return True
 
+    def adopt_voice_clients(self) -> int:
+        """Hand discord.py back the voice connections it forgot; how many.
+
+        A READY after a new IDENTIFY (the gateway session could not be resumed) clears
+        discord.py's voice clients (``ConnectionState.clear``, unsharded clients), while
+        the connections themselves keep working. Without them, the bot's own voice state
+        updates no longer reach the connections, and leaving waits for a confirmation
+        that never comes. Channels are re-pointed at the new cache's objects.
+        """
+        state = self._client._connection
+        adopted = 0
+        for guild_id, session in self.sessions.items():
+            voice = session.voice
+            if state._get_voice_client(guild_id) is not None or not voice.is_connected():
+                continue
+            channel = self._client.get_channel(voice.channel.id)
+            if isinstance(channel, discord.VoiceChannel | discord.StageChannel):
+                voice.channel = channel
+            state._add_voice_client(guild_id, voice)
+            adopted += 1
+        return adopted
+
     async def _forget(self, guild_id: int) -> None:
         with contextlib.suppress(StoreError):
             await self._store.clear_presence(guild_id)

@@ -2,6 +2,13 @@
 
 Every line, ours or a library's (discord.py, aiohttp, asyncio), is rendered as one JSON
 object with the spec's fields, or as human text on a development terminal.
+
+When the destination refuses lines (a full disk, a read-only filesystem, a closed pipe),
+that is said on stderr: once when it starts, then at most every
+``WRITE_FAILURE_REPORT_SECONDS`` with the count of records that failed so far, and once
+when lines get through again (also into the log itself, marking the gap). A failed
+record stays in the stream's buffer while it has room, to be written late; beyond that
+it is dropped. Never a traceback per record, and the process never stops for its log.
 """
 
 from __future__ import annotations
@@ -9,8 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 import traceback
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
@@ -33,40 +41,108 @@ _ID_ALIASES: dict[str, str] = {
     "trace_id": "traceId",
 }
 _ID_FIELDS = ("userId", "guildId", "sessionId", "traceId")
+# While log lines cannot be written, stderr hears about it at most this often.
+WRITE_FAILURE_REPORT_SECONDS = 60.0
 
 
 class _PipelineHandler(logging.StreamHandler[TextIO]):
     """The one root handler `configure_logging` owns; its type marks it for replacement."""
 
-    def __init__(self, stream: TextIO, redactor: Redactor, service: str) -> None:
+    def __init__(
+        self,
+        stream: TextIO,
+        redactor: Redactor,
+        service: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__(stream)
         self._redactor = redactor
         self._service = service
+        self._clock = clock
+        self._write_failed = False  # during one emit
+        self._failing_since: float | None = None
+        self._reported_at = 0.0
+        self._failed = 0  # records whose write failed since the failures began
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._write_failed = False
+        super().emit(record)
+        if self._failing_since is not None and not self._write_failed:
+            self._writes_recovered(self._failing_since)
 
     def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            self._write_failed = True
+            self._write_failure(error)
+            return
         # The stdlib default prints the raw record (message and arguments) to stderr,
         # which would bypass redaction; report the failure as a redacted line instead.
-        error = sys.exc_info()[1]
+        line = self._line("error", "log record could not be formatted", error)
+        line["context"] = {"logger": record.name}
+        try:
+            self.stream.write(json.dumps(line) + self.terminator)
+            self.flush()
+        except Exception:  # noqa: S110 - a closed stream leaves nowhere to report to
+            pass
+
+    def _write_failure(self, error: OSError) -> None:
+        """A record could not be written; stderr hears of it, rate-limited."""
+        now = self._clock()
+        self._failed += 1
+        if self._failing_since is None:
+            self._failing_since = now
+        elif now - self._reported_at < WRITE_FAILURE_REPORT_SECONDS:
+            return
+        self._reported_at = now
+        line = self._line("error", "log records cannot be written", error)
+        line["context"] = {
+            "destination": self._destination(),
+            "records_failed": self._failed,
+            "next_report_within_seconds": WRITE_FAILURE_REPORT_SECONDS,
+        }
+        _write_line(sys.stderr, line)
+
+    def _writes_recovered(self, failing_since: float) -> None:
+        line = self._line("warning", "log records are written again", None)
+        line["context"] = {
+            "destination": self._destination(),
+            "records_failed": self._failed,
+            "seconds": round(self._clock() - failing_since, 3),
+        }
+        self._failing_since, self._failed = None, 0
+        _write_line(sys.stderr, line)
+        if self.stream is not sys.stderr:
+            _write_line(self.stream, line)  # the gap, marked in the log itself
+
+    def _destination(self) -> str:
+        return str(getattr(self.stream, "name", type(self.stream).__name__))
+
+    def _line(self, level: str, message: str, error: BaseException | None) -> dict[str, Any]:
         detail = None
         if error is not None:
             detail = {
                 "type": _type_name(error),
                 "message": self._redactor.redact_text(safe_str(error)),
             }
-        line = {
+        return {
             "timestamp": _now(),
-            "level": "error",
+            "level": level,
             "service": self._service,
             **dict.fromkeys(_ID_FIELDS),
-            "message": "log record could not be formatted",
+            "message": message,
             "error": detail,
-            "context": {"logger": record.name},
+            "context": {},
         }
-        try:
-            self.stream.write(json.dumps(line) + self.terminator)
-            self.flush()
-        except Exception:  # noqa: S110 - a closed stream leaves nowhere to report to
-            pass
+
+
+def _write_line(stream: TextIO, line: dict[str, Any]) -> None:
+    try:
+        stream.write(json.dumps(line) + "\n")
+        stream.flush()
+    except Exception:  # noqa: S110 - nowhere else to report to
+        pass
 
 
 def configure_logging(

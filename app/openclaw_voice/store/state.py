@@ -4,10 +4,18 @@ One file in the state directory, shared by both deployment slots (WAL mode, a bu
 timeout so the two can take turns). Opening migrates the schema and refuses one newer
 than this release knows. A file that is not a database is never overwritten: a copy is
 kept beside it and the error says where, so no data is silently lost.
+
+The database may refuse writes for a while (another process holding its lock, a full or
+read-only disk). Reads have a connection of their own, so they never wait behind a write
+that waits for a lock. A guild's desired presence and its usage are written in the
+background, nobody waits for them: they are kept until written, retried with backoff
+while the database refuses them, and reads see them at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import json
 import shutil
@@ -34,6 +42,12 @@ log = structlog.get_logger(__name__)
 AddressingMode = Literal["auto", "wake", "open"]
 UsageKind = Literal["stt_seconds", "tts_characters", "llm_tokens"]
 BUSY_TIMEOUT_MS = 5000
+# Background writes refused by the database are tried again after these delays (doubling).
+RETRY_FIRST_SECONDS = 1.0
+RETRY_MAX_SECONDS = 60.0
+# How long a read of presence or usage waits for a background write in flight.
+READ_WAIT_SECONDS = 0.1
+UsageKey = tuple[int, str, str]  # guild, UTC day (ISO), kind
 
 
 class StoreError(Exception):
@@ -61,13 +75,41 @@ class VoicePresence:
     since: str
 
 
+@dataclass(frozen=True)
+class _PresenceChange:
+    """A guild's desired presence not yet written (``channel_id`` None: cleared)."""
+
+    channel_id: int | None
+    started_by: int | None = None
+    text_channel_id: int | None = None
+    since: str = ""
+
+
 class StateStore:
     """Async access to the state database; build with :meth:`open`, end with :meth:`close`."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path, metrics: Metrics | None) -> None:
-        self._db = db
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        path: Path,
+        metrics: Metrics | None,
+        reader: aiosqlite.Connection | None = None,
+    ) -> None:
+        self._db = db  # writes
+        self._reader = reader or db  # reads
         self.path = path
         self._metrics = metrics
+        # Background writes: the newest presence change per guild, usage per (guild, day,
+        # kind); the usage amounts being written right now.
+        self._presence: dict[int, _PresenceChange] = {}
+        self._refused: set[_PresenceChange] = set()  # pending changes the database refused
+        self._usage: dict[UsageKey, float] = {}
+        self._usage_writing: dict[UsageKey, float] = {}
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
+        self._gate = asyncio.Lock()  # held to pick a change to write, or to read and merge
+        self._idle = asyncio.Event()  # no background write in flight
+        self._idle.set()
 
     @classmethod
     async def open(cls, state_dir: Path, *, metrics: Metrics | None = None) -> StateStore:
@@ -90,28 +132,143 @@ class StateStore:
             raise StoreError(f"{path}: {error}") from None
         if applied:
             log.info("state database migrated", context={"applied": applied})
-        return cls(db, path, metrics)
+        try:
+            reader = await aiosqlite.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+        except sqlite3.Error as error:
+            await db.close()
+            raise StoreError(f"cannot open {path}: {error}") from None
+        try:
+            await reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+            await reader.execute("PRAGMA query_only = 1")
+        except sqlite3.Error as error:
+            await reader.close()
+            await db.close()
+            raise StoreError(f"{path}: {error}") from None
+        return cls(db, path, metrics, reader)
 
     async def close(self) -> None:
+        """Write what is pending (one last try), then close."""
+        self._closing.set()
+        if self._writer is not None:
+            await self._writer
+        elif self._pending():
+            await self._write_pending()
+        if self._pending():
+            log.error(
+                "state changes lost: the state database refused them until the end",
+                context={
+                    "presence_guilds": sorted(str(guild) for guild in self._presence),
+                    "usage": {
+                        f"{guild}/{day}/{kind}": amount
+                        for (guild, day, kind), amount in sorted(self._usage.items())
+                    },
+                },
+            )
+        if self._reader is not self._db:
+            await self._reader.close()
         await self._db.close()
 
     @asynccontextmanager
-    async def _operation(self, name: str) -> AsyncIterator[aiosqlite.Connection]:
-        """Count and explain database errors; writes commit at the end."""
+    async def _operation(
+        self, name: str, *, read: bool = False
+    ) -> AsyncIterator[aiosqlite.Connection]:
+        """Count and explain database errors; writes commit at the end, or roll back (a
+        failed write leaves no open transaction for the next operation to commit)."""
+        db = self._reader if read else self._db
         try:
-            yield self._db
-            await self._db.commit()
+            yield db
+            await db.commit()
         except sqlite3.Error as error:
+            with contextlib.suppress(sqlite3.Error):
+                await db.rollback()
             if self._metrics is not None:
                 self._metrics.store_errors_total.labels(operation=name).inc()
             log.error("state database error", error=str(error), context={"operation": name})
             raise StoreError(f"state database error during {name}: {error}") from None
 
+    # --- background writes ----------------------------------------------------------------
+
+    def _pending(self) -> bool:
+        return bool(self._presence or self._usage)
+
+    def _write_soon(self) -> None:
+        if self._closing.is_set():
+            return  # closing: written by close() if it still can
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_pending(), name="state-writer")
+
+    async def _write_pending(self) -> None:
+        """Write everything pending; while the database refuses, try again with backoff
+        (once more only when closing)."""
+        delay, failures = RETRY_FIRST_SECONDS, 0
+        while self._pending():
+            try:
+                await self._write_all()
+            except StoreError:  # counted and logged by _operation
+                failures += 1
+                if self._closing.is_set():
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+                continue
+            if failures:
+                log.warning(
+                    "state database takes writes again; pending changes written",
+                    context={"failed_attempts": failures},
+                )
+                delay, failures = RETRY_FIRST_SECONDS, 0
+
+    async def _write_all(self) -> None:
+        """Write the pending changes one by one, presence first; stop at the first the
+        database refuses. A presence change stays pending until written (unless a newer
+        one replaced it meanwhile); a usage amount is set aside while it is written."""
+        while self._pending():
+            async with self._gate:  # picked while no read is merging what is pending
+                self._idle.clear()
+                presence = next(iter(self._presence.items()), None)
+                usage = self._usage.popitem() if presence is None else None
+                if usage is not None:
+                    self._usage_writing[usage[0]] = usage[1]
+            try:
+                if presence is not None:
+                    guild_id, change = presence
+                    retry = change in self._refused
+                    try:
+                        await self._write_presence(guild_id, change, retry=retry)
+                    except StoreError:
+                        self._refused.add(change)
+                        raise
+                    self._refused.discard(change)
+                    if self._presence.get(guild_id) is change:
+                        del self._presence[guild_id]
+                elif usage is not None:
+                    key, amount = usage
+                    try:
+                        await self._write_usage(key, amount)
+                    except BaseException:
+                        self._usage[key] = self._usage.get(key, 0.0) + amount
+                        raise
+                    finally:
+                        del self._usage_writing[key]
+            finally:
+                self._idle.set()
+
+    @asynccontextmanager
+    async def _settled(self) -> AsyncIterator[None]:
+        """For a read that merges what is pending: no background write starts meanwhile,
+        and the one in flight had ``READ_WAIT_SECONDS`` to finish (else, as when the
+        database is locked, its change is merged: a usage amount could count twice)."""
+        async with self._gate:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), READ_WAIT_SECONDS)
+            yield
+
     # --- guild settings ------------------------------------------------------------------
 
     async def guild_settings(self, guild_id: int) -> GuildSettings:
         async with (
-            self._operation("read_settings") as db,
+            self._operation("read_settings", read=True) as db,
             db.execute(
                 "SELECT addressing_mode, wake_name, end_of_speech_ms, transcript_channel_id,"
                 " allowed_role_ids FROM guild_settings WHERE guild_id = ?",
@@ -160,37 +317,85 @@ class StateStore:
         started_by: int | None,
         text_channel_id: int | None,
     ) -> None:
-        async with self._operation("set_presence") as db:
-            await db.execute(
-                "INSERT INTO guild_voice_state (guild_id, channel_id, desired, started_by,"
-                " text_channel_id, updated_at)"
-                " VALUES (?, ?, 1, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
-                " ON CONFLICT (guild_id) DO UPDATE SET channel_id = excluded.channel_id,"
-                " desired = 1, started_by = excluded.started_by,"
-                " text_channel_id = excluded.text_channel_id, updated_at = excluded.updated_at",
-                (guild_id, channel_id, started_by, text_channel_id),
-            )
+        """Record where the bot should be in a guild (written in the background)."""
+        self._change_presence(
+            guild_id, _PresenceChange(channel_id, started_by, text_channel_id, _now())
+        )
 
     async def clear_presence(self, guild_id: int) -> None:
-        async with self._operation("clear_presence") as db:
-            await db.execute(
-                "UPDATE guild_voice_state SET desired = 0,"
-                " updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE guild_id = ?",
-                (guild_id,),
+        """Forget it (written in the background)."""
+        self._change_presence(guild_id, _PresenceChange(None, since=_now()))
+
+    def _change_presence(self, guild_id: int, change: _PresenceChange) -> None:
+        replaced = self._presence.get(guild_id)
+        if replaced is not None:
+            self._refused.discard(replaced)
+        self._presence[guild_id] = change
+        self._write_soon()
+
+    async def _write_presence(self, guild_id: int, change: _PresenceChange, *, retry: bool) -> None:
+        """Write ``change``, recorded as made at ``change.since``. A retried change does not
+        replace a row written after it was made (by the other slot, say, while this one's
+        writes were refused): the database keeps the newer."""
+        anyway = not retry  # a first attempt writes whatever the row holds
+        if change.channel_id is None:
+            async with self._operation("clear_presence") as db:
+                cursor = await db.execute(
+                    "UPDATE guild_voice_state SET desired = 0, updated_at = ?"
+                    " WHERE guild_id = ? AND (? OR updated_at <= ?)",
+                    (change.since, guild_id, anyway, change.since),
+                )
+        else:
+            async with self._operation("set_presence") as db:
+                cursor = await db.execute(
+                    "INSERT INTO guild_voice_state (guild_id, channel_id, desired, started_by,"
+                    " text_channel_id, updated_at) VALUES (?, ?, 1, ?, ?, ?)"
+                    " ON CONFLICT (guild_id) DO UPDATE SET channel_id = excluded.channel_id,"
+                    " desired = 1, started_by = excluded.started_by,"
+                    " text_channel_id = excluded.text_channel_id, updated_at = excluded.updated_at"
+                    " WHERE ? OR guild_voice_state.updated_at <= excluded.updated_at",
+                    (
+                        guild_id,
+                        change.channel_id,
+                        change.started_by,
+                        change.text_channel_id,
+                        change.since,
+                        anyway,
+                    ),
+                )
+        if retry and cursor.rowcount == 0:
+            log.info(
+                "presence change not written: the state database has a newer one",
+                guildId=str(guild_id),
+                context={"made_at": change.since},
             )
 
     async def desired_presence(self) -> list[VoicePresence]:
         """Every guild whose voice channel the bot should be in, e.g. after a restart."""
-        async with (
-            self._operation("read_presence") as db,
-            db.execute(
-                "SELECT guild_id, channel_id, started_by, text_channel_id, updated_at"
-                " FROM guild_voice_state WHERE desired = 1 AND channel_id IS NOT NULL"
-                " ORDER BY guild_id"
-            ) as cursor,
-        ):
-            rows = await cursor.fetchall()
-        return [VoicePresence(int(r[0]), int(r[1]), r[2], r[3], str(r[4])) for r in rows]
+        async with self._settled():
+            async with (
+                self._operation("read_presence", read=True) as db,
+                db.execute(
+                    "SELECT guild_id, channel_id, started_by, text_channel_id, updated_at"
+                    " FROM guild_voice_state WHERE desired = 1 AND channel_id IS NOT NULL"
+                ) as cursor,
+            ):
+                rows = await cursor.fetchall()
+            found = {
+                int(r[0]): VoicePresence(int(r[0]), int(r[1]), r[2], r[3], str(r[4])) for r in rows
+            }
+            for guild_id, change in self._presence.items():
+                if change.channel_id is None:
+                    found.pop(guild_id, None)
+                else:
+                    found[guild_id] = VoicePresence(
+                        guild_id,
+                        change.channel_id,
+                        change.started_by,
+                        change.text_channel_id,
+                        change.since,
+                    )
+        return [found[guild_id] for guild_id in sorted(found)]
 
     # --- opt-outs ----------------------------------------------------------------------------
 
@@ -209,7 +414,7 @@ class StateStore:
 
     async def opted_out_users(self, guild_id: int) -> set[int]:
         async with (
-            self._operation("read_optouts") as db,
+            self._operation("read_optouts", read=True) as db,
             db.execute(
                 "SELECT user_id FROM user_optouts WHERE guild_id = ?", (guild_id,)
             ) as cursor,
@@ -236,25 +441,38 @@ class StateStore:
     async def add_usage(
         self, guild_id: int, kind: UsageKind, amount: float, *, day: dt.date | None = None
     ) -> None:
+        """Count usage (written in the background)."""
         date = (day or dt.datetime.now(dt.UTC).date()).isoformat()
+        key = (guild_id, date, kind)
+        self._usage[key] = self._usage.get(key, 0.0) + amount
+        self._write_soon()
+
+    async def _write_usage(self, key: UsageKey, amount: float) -> None:
         async with self._operation("add_usage") as db:
             await db.execute(
                 "INSERT INTO daily_usage (guild_id, day, kind, amount) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (guild_id, day, kind)"
                 " DO UPDATE SET amount = amount + excluded.amount",
-                (guild_id, date, kind, amount),
+                (*key, amount),
             )
 
     async def usage(self, guild_id: int, *, day: dt.date | None = None) -> dict[str, float]:
+        """A guild's usage on ``day`` (today, UTC), unwritten usage included."""
         date = (day or dt.datetime.now(dt.UTC).date()).isoformat()
-        async with (
-            self._operation("read_usage") as db,
-            db.execute(
-                "SELECT kind, amount FROM daily_usage WHERE guild_id = ? AND day = ?",
-                (guild_id, date),
-            ) as cursor,
-        ):
-            return {str(row[0]): float(row[1]) for row in await cursor.fetchall()}
+        async with self._settled():
+            async with (
+                self._operation("read_usage", read=True) as db,
+                db.execute(
+                    "SELECT kind, amount FROM daily_usage WHERE guild_id = ? AND day = ?",
+                    (guild_id, date),
+                ) as cursor,
+            ):
+                used = {str(row[0]): float(row[1]) for row in await cursor.fetchall()}
+            for pending in (self._usage, self._usage_writing):
+                for (guild, pending_day, kind), amount in pending.items():
+                    if (guild, pending_day) == (guild_id, date):
+                        used[kind] = used.get(kind, 0.0) + amount
+        return used
 
 
 async def _check_readable(db: aiosqlite.Connection, path: Path) -> None:
@@ -275,3 +493,8 @@ async def _check_readable(db: aiosqlite.Connection, path: Path) -> None:
         f"{path} is damaged ({problem}); a copy was kept at {backup}. Restore a backup, or "
         f"move the file away to start with an empty state."
     )
+
+
+def _now() -> str:
+    """Now, as the database writes ``updated_at``."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -1,4 +1,5 @@
-"""Stand-in for ``openclaw-voice run`` in the deploy tests: no Discord exists there.
+"""Stand-in for ``openclaw-voice run`` in the Molecule scenario (molecule/openclaw_voice),
+where no Discord exists (tests/deploy runs the real bot against the fake Discord).
 
 It is the real bot minus the Discord client: the real settings loader reads the unit's
 EnvironmentFiles (so a bad rendered setting fails here as it would in the bot), the real

@@ -44,10 +44,16 @@ class Recorder:
         return [event for event in self.events if event.kind == kind]
 
     async def wait_for(
-        self, kind: str, predicate: Predicate | None = None, *, within: float = 10.0
+        self,
+        kind: str,
+        predicate: Predicate | None = None,
+        *,
+        within: float = 10.0,
+        since: int = 0,
     ) -> Recorded:
-        """The first matching event, past or future; ``TimeoutError`` after ``timeout``."""
-        for event in self.events:
+        """The first matching event, past (from index ``since`` of ``events``) or future;
+        ``TimeoutError`` after ``within`` seconds."""
+        for event in self.events[since:]:
             if event.kind == kind and (predicate is None or predicate(event)):
                 return event
         future: asyncio.Future[Recorded] = asyncio.get_running_loop().create_future()

@@ -387,8 +387,14 @@ class FakeDiscord:
             )
             await self.voice.on_bot_left(guild.id)
             return
-        if previous is not None and previous.channel_id == int(channel_id):
-            # Same channel again (discord.py's 4015 path): Discord only echoes the state.
+        if (
+            previous is not None
+            and previous.channel_id == int(channel_id)
+            and previous.gateway_session == session.session_id
+        ):
+            # Same channel again from the same session (discord.py's 4015 path): Discord
+            # only echoes the state. From another session (a restarted process whose old
+            # state was never cleared) it is a new voice session, answered in full.
             await self.gateway.dispatch(
                 "VOICE_STATE_UPDATE",
                 payloads.voice_state_payload(guild, bot, previous),
@@ -401,6 +407,7 @@ class FakeDiscord:
             secrets.token_hex(16),
             self_mute=bool(data.get("self_mute")),
             self_deaf=bool(data.get("self_deaf")),
+            gateway_session=session.session_id,
         )
         guild.voice_states[bot.id] = state
         await self.gateway.dispatch(

@@ -8,6 +8,7 @@ where bots in other processes or hosts connect to it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -37,6 +38,11 @@ class ThreadedFakeDiscord:
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run ``coro`` on the fake's loop without waiting; cancelling the future cancels it
+        (e.g. a fault armed to fire on an event that did not happen)."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def start(self) -> FakeDiscord:
         self._thread.start()

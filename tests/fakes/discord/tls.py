@@ -43,7 +43,7 @@ def generate_certificate(directory: Path, host: str = "127.0.0.1") -> ServerCert
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_before(now - datetime.timedelta(days=1))  # survives clock jumps back
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
             x509.SubjectAlternativeName(

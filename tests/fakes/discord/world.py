@@ -82,6 +82,7 @@ class VoiceStateRecord:
     session_id: str
     self_mute: bool = False
     self_deaf: bool = False
+    gateway_session: str = ""  # the bot's gateway session that made it (the bot's only)
 
 
 @dataclass

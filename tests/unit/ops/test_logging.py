@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
+import sys
 import warnings
 from collections.abc import Iterator
 from datetime import datetime
@@ -335,3 +337,89 @@ def test_defaults_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     structlog.get_logger("t").info("to stdout %s", SECRET)
     out = capsys.readouterr().out
     assert json.loads(out)["message"] == f"to stdout {REDACTED}"
+
+
+class _Disk(io.StringIO):
+    """A log file on a disk that can be full."""
+
+    name = "/var/log/bot.log"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.full = False
+
+    def write(self, text: str) -> int:
+        if self.full:
+            raise OSError(errno.ENOSPC, f"No space left on device: {SECRET}")
+        return super().write(text)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_unwritable_log_is_reported_on_stderr_rate_limited_and_the_gap_marked(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk, clock = _Disk(), _Clock()
+    _configure(disk)
+    monkeypatch.setattr(_our_handler(), "_clock", clock)
+    log = structlog.get_logger("t")
+    log.info("before")
+    disk.full = True
+    for n in range(200):
+        log.error("while full", n=n)  # no exception, no traceback per record
+        clock.now += 0.1
+    clock.now += 60
+    log.error("a minute later")
+    disk.full = False
+    clock.now += 5
+    log.info("after")
+
+    err = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [(line["level"], line["message"]) for line in err] == [
+        ("error", "log records cannot be written"),
+        ("error", "log records cannot be written"),  # a minute on, not per record
+        ("warning", "log records are written again"),
+    ]
+    assert [line["context"]["records_failed"] for line in err] == [1, 201, 201]
+    assert err[0]["error"]["type"] == "OSError"
+    assert "No space left on device" in err[0]["error"]["message"]
+    assert SECRET not in json.dumps(err)
+    assert err[0]["context"]["destination"] == "/var/log/bot.log"
+    assert err[2]["context"]["seconds"] == pytest.approx(85.0)
+    logged = [line["message"] for line in _lines(disk)]
+    assert logged == ["before", "after", "log records are written again"]
+
+
+def test_log_failures_start_over_after_a_recovery(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk, clock = _Disk(), _Clock()
+    _configure(disk)
+    monkeypatch.setattr(_our_handler(), "_clock", clock)
+    log = structlog.get_logger("t")
+    for _ in range(2):
+        disk.full = True
+        log.error("lost")
+        disk.full = False
+        log.info("written")
+        clock.now += 1  # well within the report interval: a new failure is still said
+    err = [json.loads(line)["message"] for line in capsys.readouterr().err.splitlines()]
+    assert err == ["log records cannot be written", "log records are written again"] * 2
+
+
+def test_a_failing_stderr_log_does_not_raise(monkeypatch: pytest.MonkeyPatch) -> None:
+    disk = _Disk()
+    monkeypatch.setattr(sys, "stderr", disk)
+    _configure(disk)
+    disk.full = True
+    structlog.get_logger("t").error("nowhere to go")  # the report fails too, silently
+    disk.full = False
+    structlog.get_logger("t").info("back")
+    lines = [line["message"] for line in _lines(disk)]
+    assert lines == ["back", "log records are written again"]  # the gap marked once

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import structlog
 
 from openclaw_voice.ops.metrics import Metrics
+from openclaw_voice.store import state
 from openclaw_voice.store.migrate import DATABASE_NAME, Migration, migrate
 from openclaw_voice.store.state import GuildSettings, StateStore, StoreError
 
@@ -112,3 +117,149 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
         db.execute("PRAGMA user_version = 99")
     with pytest.raises(StoreError, match="newer than this release"):
         await StateStore.open(tmp_path)
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Another process's write transaction on the state database, held inside the block."""
+    with contextlib.closing(sqlite3.connect(path / DATABASE_NAME, isolation_level=None)) as db:
+        db.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            db.rollback()
+
+
+def errors(metrics: Metrics, operation: str) -> float:
+    value = metrics.registry.get_sample_value("store_errors_total", {"operation": operation})
+    return value or 0.0
+
+
+@contextlib.contextmanager
+def refused(operation: str) -> Iterator[asyncio.Event]:
+    """Set once the store logs that the database refused ``operation``."""
+    seen = asyncio.Event()
+
+    def watch(logger: object, method: str, event: structlog.typing.EventDict) -> Any:
+        context = event.get("context") or {}
+        if (event["event"], context.get("operation")) == ("state database error", operation):
+            seen.set()
+        return event
+
+    with structlog.testing.capture_logs(processors=[watch]):
+        yield seen
+
+
+async def test_reads_do_not_wait_behind_a_write_waiting_for_a_lock(
+    store: StateStore, tmp_path: Path
+) -> None:
+    await store.save_guild_settings(GuildSettings(GUILD, wake_name="Claw"))
+    with locked(tmp_path):
+        write = asyncio.create_task(store.save_guild_settings(GuildSettings(GUILD + 1)))
+        await asyncio.sleep(0)  # the write is queued on the store's connection
+        async with asyncio.timeout(1.0):  # the busy timeout is 5 s
+            assert (await store.guild_settings(GUILD)).wake_name == "Claw"
+            assert await store.usage(GUILD) == {}
+            assert await store.desired_presence() == []
+        assert not write.done()
+    await write  # the lock was released within its busy timeout: written
+
+
+async def test_presence_and_usage_refused_by_a_locked_database_are_written_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state, "BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(state, "RETRY_FIRST_SECONDS", 0.01)
+    metrics = Metrics()
+    store = await StateStore.open(tmp_path, metrics=metrics)
+    day = dt.date(2026, 11, 27)
+    try:
+        with locked(tmp_path), refused("set_presence") as refusal:
+            async with asyncio.timeout(1.0):  # nobody waits for these writes
+                await store.set_presence(GUILD, 555, started_by=9, text_channel_id=77)
+                await store.set_presence(GUILD + 1, 556, started_by=None, text_channel_id=None)
+                await store.clear_presence(GUILD + 1)  # the newest change wins
+                await store.add_usage(GUILD, "stt_seconds", 2.5, day=day)
+                await store.add_usage(GUILD, "stt_seconds", 1.5, day=day)
+            # Read back at once, though not written yet.
+            (presence,) = await store.desired_presence()
+            assert (presence.guild_id, presence.channel_id, presence.started_by) == (GUILD, 555, 9)
+            assert await store.usage(GUILD, day=day) == {"stt_seconds": 4.0}
+
+            async with asyncio.timeout(5.0):
+                await refusal.wait()
+            assert errors(metrics, "set_presence") >= 1
+            assert on_disk(tmp_path) == ([], [])
+        async with asyncio.timeout(5.0):  # the writer ends when everything is written
+            await asyncio.shield(store._writer)  # type: ignore[arg-type]
+        assert on_disk(tmp_path) == ([(GUILD, 555, 1)], [(GUILD, "stt_seconds", 4.0)])
+        assert await store.usage(GUILD, day=day) == {"stt_seconds": 4.0}  # counted once
+        assert [p.guild_id for p in await store.desired_presence()] == [GUILD]
+    finally:
+        await store.close()
+
+
+def on_disk(path: Path) -> tuple[list[tuple[int, int, int]], list[tuple[int, str, float]]]:
+    """The presence and usage rows another process sees."""
+    with contextlib.closing(sqlite3.connect(path / DATABASE_NAME)) as db:
+        presence = db.execute("SELECT guild_id, channel_id, desired FROM guild_voice_state")
+        usage = db.execute("SELECT guild_id, kind, amount FROM daily_usage")
+        return list(presence), list(usage)
+
+
+async def test_closing_tries_once_more_and_says_what_was_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state, "BUSY_TIMEOUT_MS", 50)
+    store = await StateStore.open(tmp_path)
+    with locked(tmp_path), structlog.testing.capture_logs() as logs:
+        await store.add_usage(GUILD, "llm_tokens", 7, day=dt.date(2026, 11, 27))
+        async with asyncio.timeout(2.0):  # not the retry backoff: one last try
+            await store.close()
+    [lost] = [entry for entry in logs if entry["event"].startswith("state changes lost")]
+    assert lost["context"]["usage"] == {f"{GUILD}/2026-11-27/llm_tokens": 7}
+    assert on_disk(tmp_path) == ([], [])
+
+
+async def test_a_failed_write_is_rolled_back_not_committed_by_the_next(
+    store: StateStore,
+) -> None:
+    async def half_done() -> None:
+        async with store._operation("test") as db:
+            await db.execute("INSERT INTO user_optouts (guild_id, user_id) VALUES (?, 1)", (GUILD,))
+            await db.execute("INSERT INTO no_such_table VALUES (1)")
+
+    with pytest.raises(StoreError):
+        await half_done()
+    await store.set_opted_out(GUILD, 2, True)  # commits whatever its transaction holds
+    assert await store.opted_out_users(GUILD) == {2}
+
+
+async def test_a_retried_presence_change_does_not_replace_a_newer_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state, "BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(state, "RETRY_FIRST_SECONDS", 0.01)
+    store = await StateStore.open(tmp_path)
+    try:
+        path = tmp_path / DATABASE_NAME
+        with (
+            contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other,
+            refused("set_presence") as refusal,
+        ):
+            other.execute("BEGIN EXCLUSIVE")
+            await store.set_presence(GUILD, 555, started_by=None, text_channel_id=None)
+            async with asyncio.timeout(5.0):
+                await refusal.wait()
+            # The other slot, holding the lock, records a later decision for the guild.
+            other.execute(
+                "INSERT INTO guild_voice_state (guild_id, channel_id, desired) VALUES (?, 777, 1)",
+                (GUILD,),
+            )
+            other.execute("COMMIT")
+        async with asyncio.timeout(5.0):
+            await asyncio.shield(store._writer)  # type: ignore[arg-type]
+        assert on_disk(tmp_path) == ([(GUILD, 777, 1)], [])
+        assert [p.channel_id for p in await store.desired_presence()] == [777]
+    finally:
+        await store.close()
