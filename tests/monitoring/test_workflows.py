@@ -91,6 +91,7 @@ def test_ci_has_the_jobs_and_python_matrix() -> None:
         "security",
         "build",
         "deploy-test",
+        "load",
         "monitoring",
     }
     pythons = [entry["python"] for entry in jobs["test"]["strategy"]["matrix"]["include"]]

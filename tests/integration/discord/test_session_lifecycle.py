@@ -34,6 +34,7 @@ from tests.integration.discord.test_commands import (
     start_harness,
     stop_harness,
 )
+from tests.integration.discord.tracebacks import logged_tracebacks
 from tests.integration.fake_discord.helpers import tone
 
 
@@ -76,7 +77,7 @@ def watching_logs(caplog: pytest.LogCaptureFixture) -> Iterator[LogEntries]:
 
 
 def tracebacks(caplog: pytest.LogCaptureFixture, entries: LogEntries) -> list[str]:
-    logged = [r.getMessage() for r in caplog.records if r.exc_info]
+    logged = logged_tracebacks(caplog.records)
     return logged + [str(e["event"]) for e in entries if e.get("exc_info")]
 
 
