@@ -8,6 +8,7 @@ harness itself; SIGTERM is sent while an answer is being heard, on purpose.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -127,7 +128,7 @@ async def _close_voice(context: EventContext, code: int) -> dict[str, Any]:
 async def _terminate(context: EventContext) -> dict[str, Any]:
     """SIGTERM to the bot while the first guild's answer is being heard; nobody asks again."""
     conversation = context.conversations[0]
-    await conversation.reply_heard.wait()
+    await asyncio.wait_for(conversation.reply_heard.wait(), HEARD_WITHIN)
     for each in context.conversations:
         each.stop_asking = True
     os.kill(context.bot_pid, signal.SIGTERM)
