@@ -151,12 +151,22 @@ def refused(operation: str) -> Iterator[asyncio.Event]:
 
 
 async def test_reads_do_not_wait_behind_a_write_waiting_for_a_lock(
-    store: StateStore, tmp_path: Path
+    store: StateStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await store.save_guild_settings(GuildSettings(GUILD, wake_name="Claw"))
+    writing = asyncio.Event()
+    execute = store._db.execute
+
+    def noting_execute(*args: Any, **kwargs: Any) -> Any:
+        writing.set()
+        return execute(*args, **kwargs)
+
+    monkeypatch.setattr(store._db, "execute", noting_execute)
     with locked(tmp_path):
         write = asyncio.create_task(store.save_guild_settings(GuildSettings(GUILD + 1)))
-        await asyncio.sleep(0)  # the write is queued on the store's connection
+        # Set when the write task calls execute; it then queues the statement on the
+        # store's connection before this task runs again.
+        await asyncio.wait_for(writing.wait(), 1.0)
         async with asyncio.timeout(1.0):  # the busy timeout is 5 s
             assert (await store.guild_settings(GUILD)).wake_name == "Claw"
             assert await store.usage(GUILD) == {}
