@@ -157,6 +157,7 @@ async def test_gateway_resumes_reconnects_and_a_new_identify_leave_voice_untouch
     assert report["turns"]["by_status"] == {"completed": 8}
     assert report["gateway"]["resumed"] == 2  # after the drop and after op 7
     assert report["gateway"]["identify"] == 2  # the forgotten session: a new IDENTIFY
+    assert report["gateway"]["disconnects"] == 3  # discord_gateway_disconnect_total
     assert report["frames"]["inbound_defect_drops"] == 0
     # discord.py got its voice connections back (it clears them on READY): it routes the
     # bot's voice state to them, so leaving at the end was confirmed, not timed out.

@@ -404,6 +404,7 @@ class LoadBot:
                     "pipeline_turns_total",
                     "pipeline_recovery_failure_total",
                     "discord_voice_disconnect_total",
+                    "discord_gateway_disconnect_total",
                     "store_errors_total",
                 },
             ),

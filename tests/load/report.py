@@ -273,7 +273,11 @@ def build_report(data: RunData) -> dict[str, Any]:
         if "stopped" in phases and "stop" in phases
         else None,
         "events": data.events,
-        "gateway": data.gateway,
+        # What the fake saw (identify, resumed), and the sessions the bot counted as lost.
+        "gateway": {
+            **data.gateway,
+            "disconnects": sum(_metric(final, "discord_gateway_disconnect_total", "").values()),
+        },
         "join": {
             "seconds": round(float(data.join.get("seconds", 0.0)), 2),
             "failures": data.join.get("failures", []),

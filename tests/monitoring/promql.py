@@ -1,4 +1,5 @@
-"""Which metric names (and label names) a PromQL expression uses, and which the bot exports.
+"""Which metric names, label names and label values a PromQL expression uses, and which the
+bot exports (label values: the string literals of the bot's source).
 
 A small lexical pass rather than a full parser: string literals, label matchers, range
 and offset durations, grouping clauses and function calls are removed, and what is left
@@ -8,9 +9,11 @@ and tested on the tricky shapes in test_promql.py.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from prometheus_client.metrics import MetricWrapperBase
 
@@ -20,6 +23,8 @@ _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _MATCHERS = re.compile(r"\{[^{}]*\}")
 _SELECTOR = re.compile(r"(?<![\w:.])([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{([^{}]*)\}")
 _MATCHER_LABEL = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)")
+_MATCHER_VALUE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
+_PLAIN_VALUE = re.compile(r"[\w.-]+")
 _BRACKETS = re.compile(r"\[[^\]]*\]")
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 _OFFSET = re.compile(r"\boffset\s+-?[0-9a-z]+")
@@ -51,8 +56,9 @@ PROMETHEUS_SERIES = frozenset({"up"})
 # Label-less families the bot exports only under a condition, so a test registry lacks them:
 # the cgroup's memory limit exists only when MemoryMax= is set.
 CONDITIONAL_SERIES = frozenset({"system_memory_limit_bytes"})
-# Families from outside the bot's own registry the dashboard and alerts may use.
-ALLOWED_PREFIXES = ("process_", "haproxy_")
+# Families from outside the bot's own registry the dashboard and alerts may use (the
+# client library's process_*, HAProxy's exporter, the node exporter's filesystems).
+ALLOWED_PREFIXES = ("process_", "haproxy_", "node_filesystem_")
 
 # Sample names a family of each type exposes (the classic text format).
 _SAMPLE_SUFFIXES: Mapping[str, tuple[str, ...]] = {
@@ -96,6 +102,30 @@ def selector_labels(expr: str) -> dict[str, set[str]]:
     for found in _SELECTOR.finditer(text):
         labels.setdefault(found.group(1), set()).update(_MATCHER_LABEL.findall(found.group(2)))
     return labels
+
+
+def selector_values(expr: str) -> set[tuple[str, str, str]]:
+    """(metric, label, value) for each value a matcher names: ``status="error"`` names
+    ``error``, ``code=~"a|b"`` names ``a`` and ``b`` (only plain alternatives of a regex)."""
+    found: set[tuple[str, str, str]] = set()
+    for selector in _SELECTOR.finditer(expr):
+        for label, op, value in _MATCHER_VALUE.findall(selector.group(2)):
+            values = value.split("|") if op in ("=~", "!~") else [value]
+            found.update(
+                (selector.group(1), label, one) for one in values if _PLAIN_VALUE.fullmatch(one)
+            )
+    return found
+
+
+def source_strings(package: Path) -> frozenset[str]:
+    """Every string literal in the Python source under ``package`` (the label values the
+    bot can emit are among them)."""
+    strings: set[str] = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                strings.add(node.value)
+    return frozenset(strings)
 
 
 @dataclass(frozen=True)
@@ -158,4 +188,20 @@ def unknown_labels(exprs: Iterable[str], exported: ExportedMetrics) -> dict[str,
             extra = used - known[name] - TARGET_LABELS - {"__name__"}
             if extra:
                 problems.setdefault(expr, set()).update(f"{name}{{{label}}}" for label in extra)
+    return problems
+
+
+def unknown_label_values(
+    exprs: Iterable[str], exported: ExportedMetrics, emitted: frozenset[str]
+) -> dict[str, set[str]]:
+    """For each expression, label values of bot metrics that the bot never emits (an alert
+    on ``reason="requested"`` when the reasons are ``stop``, ``lost``, ...: never fires, or
+    with ``!=``, always)."""
+    problems: dict[str, set[str]] = {}
+    for expr in exprs:
+        for name, label, value in selector_values(expr):
+            if name not in exported.labels or label in TARGET_LABELS | {"le", "__name__"}:
+                continue
+            if value not in emitted:
+                problems.setdefault(expr, set()).add(f'{name}{{{label}="{value}"}}')
     return problems

@@ -11,10 +11,12 @@ from typing import Any
 from tests.monitoring.promql import (
     ExportedMetrics,
     metric_names,
+    source_strings,
+    unknown_label_values,
     unknown_labels,
     unknown_metrics,
 )
-from tests.monitoring.support import DASHBOARD, RECORDING_RULES, load_yaml
+from tests.monitoring.support import DASHBOARD, RECORDING_RULES, REPO, load_yaml
 
 # Each required view, and a metric one of its panels must query.
 REQUIRED_PANELS = {
@@ -99,6 +101,7 @@ def test_every_dashboard_query_uses_only_exported_metrics() -> None:
     assert len(exprs) > 20
     assert unknown_metrics(exprs, exported, recorded) == {}
     assert unknown_labels(exprs, exported) == {}
+    assert unknown_label_values(exprs, exported, source_strings(REPO / "app")) == {}
 
 
 def test_every_dashboard_variable_used_in_a_query_is_defined() -> None:

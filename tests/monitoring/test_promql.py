@@ -8,6 +8,8 @@ from tests.monitoring.promql import (
     ExportedMetrics,
     metric_names,
     selector_labels,
+    selector_values,
+    unknown_label_values,
     unknown_labels,
     unknown_metrics,
 )
@@ -62,4 +64,30 @@ def test_unknown_metric_and_label_are_reported() -> None:
     }
     assert unknown_labels(exprs, exported) == {
         'rate(pipeline_error_total{cdoe="x"}[5m])': {"pipeline_error_total{cdoe}"}
+    }
+
+
+def test_selector_values_names_plain_values_and_regex_alternatives() -> None:
+    expr = 'sum(rate(a_total{status="error", code!~"x|y|z.*", job="j"}[5m])) / b{le="0.5"}'
+    assert selector_values(expr) == {
+        ("a_total", "status", "error"),
+        ("a_total", "code", "x"),
+        ("a_total", "code", "y"),
+        ("a_total", "job", "j"),
+        ("b", "le", "0.5"),
+    }
+
+
+def test_label_values_the_bot_never_emits_are_reported() -> None:
+    exported = ExportedMetrics.from_registry()
+    exprs = [
+        'rate(discord_voice_disconnect_total{reason="lost"}[5m])',
+        'rate(discord_voice_disconnect_total{reason!="requestd"}[5m])',
+        'rate(audio_frames_dropped_total{reason=~"late|overfolw", job="x"}[5m])',
+        'haproxy_backend_active_servers{proxy="anything"}',
+    ]
+    emitted = frozenset({"lost", "requested", "late", "overflow"})
+    assert unknown_label_values(exprs, exported, emitted) == {
+        exprs[1]: {'discord_voice_disconnect_total{reason="requestd"}'},
+        exprs[2]: {'audio_frames_dropped_total{reason="overfolw"}'},
     }

@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from tests.monitoring.promql import ExportedMetrics, unknown_labels, unknown_metrics
+from tests.monitoring.promql import (
+    ExportedMetrics,
+    source_strings,
+    unknown_label_values,
+    unknown_labels,
+    unknown_metrics,
+)
 from tests.monitoring.support import (
     ALERTS,
     PROMETHEUS_CONFIG,
@@ -32,6 +38,9 @@ REQUIRED_ALERTS = {
     "OpenclawVoiceStandbyDown": {"warning"},
     "OpenclawVoiceNoHealthyBackend": {"critical"},
     "OpenclawVoiceDiscordGatewayDisconnected": {"critical"},
+    "OpenclawVoiceDiscordGatewayFlapping": {"warning"},
+    "OpenclawVoiceAudioFramesDropped": {"warning"},
+    "OpenclawVoiceDiskSpaceLow": {"critical", "warning"},
     "OpenclawVoiceVoiceConnectionLost": {"critical", "warning"},
     "OpenclawVoiceStateDatabaseErrors": {"critical"},
     "OpenclawVoiceMemoryHigh": {"warning"},
@@ -67,7 +76,7 @@ def test_promtool_unit_tests_pass() -> None:
     assert "FAILED" not in result.stdout
 
 
-def test_the_sample_configuration_scrapes_both_slots_and_haproxy() -> None:
+def test_the_sample_configuration_scrapes_both_slots_haproxy_and_the_node_exporter() -> None:
     config = load_yaml(PROMETHEUS_CONFIG)
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     slots = {
@@ -78,6 +87,7 @@ def test_the_sample_configuration_scrapes_both_slots_and_haproxy() -> None:
     assert sorted(slots.values()) == ["blue", "green"]
     assert {target.rsplit(":", 1)[1] for target in slots} == {"8081", "8082"}
     assert jobs["haproxy"]["static_configs"][0]["targets"]
+    assert jobs["node"]["static_configs"][0]["targets"] == ["127.0.0.1:9100"]  # disk alerts
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert sorted(config["rule_files"]) == ["alerts.yml", "rules.yml"]
 
@@ -115,8 +125,6 @@ PROCEDURES = {
     "deploy.md",
     "rollback.md",
     "provider-failures.md",
-    "audio-packet-loss.md",
-    "disk-full.md",
     "shutdown-drain.md",
     "crash-restart.md",
     "clock-jumps.md",
@@ -154,11 +162,13 @@ def test_rules_use_only_metrics_the_bot_exports() -> None:
     exprs = [rule["expr"] for rule in recording_rules()] + [rule["expr"] for rule in alert_rules()]
     assert unknown_metrics(exprs, exported, recorded) == {}
     assert unknown_labels(exprs, exported) == {}
+    assert unknown_label_values(exprs, exported, source_strings(REPO / "app")) == {}
 
 
 def test_recording_rules_follow_the_naming_convention() -> None:
     for rule in recording_rules():
-        # level:metric[:operations], aggregated per slot (instance) or per slot and phase.
+        # level:metric[:operations], aggregated per slot (instance), per slot and phase, or
+        # per host and filesystem.
         parts = rule["record"].split(":")
         assert len(parts) in (2, 3), rule["record"]
-        assert parts[0] in {"instance", "instance_phase"}, rule["record"]
+        assert parts[0] in {"instance", "instance_phase", "instance_mountpoint"}, rule["record"]

@@ -113,6 +113,8 @@ class VoiceBot(discord.Client):
     async def on_disconnect(self) -> None:
         if self._status.discord_connected:
             log.warning("disconnected from Discord; reconnecting")
+            if self._metrics is not None:
+                self._metrics.discord_gateway_disconnect_total.inc()
         self._set_connected(False)
 
     async def on_guild_join(self, guild: discord.Guild) -> None:

@@ -109,6 +109,7 @@ REQUIRED_METRIC_NAMES: tuple[str, ...] = (
     "guild_usage_total",
     "pipeline_turns_total",
     "discord_gateway_connected",
+    "discord_gateway_disconnect_total",
     "discord_voice_disconnect_total",
     "openclaw_voice_slot_active",
     "openclaw_voice_build_info",
@@ -473,6 +474,12 @@ class Metrics:
         self.discord_gateway_connected = Gauge(
             "discord_gateway_connected",
             "1 while this process holds a connected Discord gateway session.",
+            registry=registry,
+        )
+        self.discord_gateway_disconnect_total = Counter(
+            "discord_gateway_disconnect_total",
+            "Connected Discord gateway sessions lost (network, missed heartbeats, op 7 or 9); "
+            "the client then resumes or identifies again.",
             registry=registry,
         )
         self.discord_voice_disconnect_total = Counter(
