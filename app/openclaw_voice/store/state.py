@@ -45,6 +45,8 @@ BUSY_TIMEOUT_MS = 5000
 # Background writes refused by the database are tried again after these delays (doubling).
 RETRY_FIRST_SECONDS = 1.0
 RETRY_MAX_SECONDS = 60.0
+# Daily usage rows older than this are removed (the budgets read only today's).
+USAGE_KEPT_DAYS = 90
 # How long a read of presence or usage waits for a background write in flight.
 READ_WAIT_SECONDS = 0.1
 UsageKey = tuple[int, str, str]  # guild, UTC day (ISO), kind
@@ -106,6 +108,7 @@ class StateStore:
         self._usage: dict[UsageKey, float] = {}
         self._usage_writing: dict[UsageKey, float] = {}
         self._writer: asyncio.Task[None] | None = None
+        self._usage_pruned_before = ""  # daily usage rows of earlier days are gone
         self._closing = asyncio.Event()
         self._gate = asyncio.Lock()  # held to pick a change to write, or to read and merge
         self._idle = asyncio.Event()  # no background write in flight
@@ -448,6 +451,11 @@ class StateStore:
         self._write_soon()
 
     async def _write_usage(self, key: UsageKey, amount: float) -> None:
+        """Add to a day's usage; the first write of a new day also removes the rows more
+        than ``USAGE_KEPT_DAYS`` older."""
+        oldest_kept = (
+            dt.date.fromisoformat(key[1]) - dt.timedelta(days=USAGE_KEPT_DAYS)
+        ).isoformat()
         async with self._operation("add_usage") as db:
             await db.execute(
                 "INSERT INTO daily_usage (guild_id, day, kind, amount) VALUES (?, ?, ?, ?)"
@@ -455,6 +463,9 @@ class StateStore:
                 " DO UPDATE SET amount = amount + excluded.amount",
                 (*key, amount),
             )
+            if oldest_kept > self._usage_pruned_before:
+                await db.execute("DELETE FROM daily_usage WHERE day < ?", (oldest_kept,))
+        self._usage_pruned_before = max(self._usage_pruned_before, oldest_kept)
 
     async def usage(self, guild_id: int, *, day: dt.date | None = None) -> dict[str, float]:
         """A guild's usage on ``day`` (today, UTC), unwritten usage included."""

@@ -81,6 +81,25 @@ async def test_usage_adds_up_per_day(store: StateStore) -> None:
     assert await store.usage(GUILD, day=today) == {"stt_seconds": 4.0, "llm_tokens": 100.0}
 
 
+async def test_usage_older_than_the_kept_days_is_removed_once_a_new_day_is_written(
+    tmp_path: Path,
+) -> None:
+    today = dt.date(2026, 11, 27)
+    too_old = today - dt.timedelta(days=state.USAGE_KEPT_DAYS + 1)
+    oldest_kept = today - dt.timedelta(days=state.USAGE_KEPT_DAYS)
+    earlier = await StateStore.open(tmp_path)
+    await earlier.add_usage(GUILD, "llm_tokens", 1, day=too_old)
+    await earlier.add_usage(GUILD, "llm_tokens", 2, day=oldest_kept)
+    await earlier.close()
+    assert len(on_disk(tmp_path)[1]) == 2
+
+    later = await StateStore.open(tmp_path)
+    await later.add_usage(GUILD, "llm_tokens", 3, day=today)
+    await later.close()
+
+    assert sorted(amount for _, _, amount in on_disk(tmp_path)[1]) == [2, 3]
+
+
 async def test_wal_mode(store: StateStore, tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / DATABASE_NAME) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
