@@ -544,6 +544,7 @@ BAD_INPUTS: dict[str, dict[str, object]] = {
     "wheel-version-mismatch": {"openclaw_voice_version": "9.9.9"},
     "not-enough-disk": {"openclaw_voice_min_free_mb": 10**9},
     "stop-timeout-shorter-than-drain": {"openclaw_voice_timeout_stop_sec": 20},
+    "keep-releases-not-a-number": {"openclaw_voice_keep_releases": "all"},
     "host-without-shard-ids": {},  # the inventory is what is wrong
 }
 
@@ -603,6 +604,7 @@ def test_0_preflight_unknown_environment(lab: Lab, preflight_runs: dict[str, Pla
             "not-enough-disk": "the release needs 1000000000 MiB",
             "stop-timeout-shorter-than-drain": "DRAIN_SECONDS=10 does not fit "
             "openclaw_voice_timeout_stop_sec=20",
+            "keep-releases-not-a-number": "openclaw_voice_keep_releases=all is not a whole",
         }.items()
     ],
 )
@@ -844,6 +846,11 @@ def test_2_deploy_under_load_with_faults_moves_the_bot_and_answers_each_command_
     for entry in per_host:
         assert entry["outcome"] == "deployed"
         assert entry["watch"]["passed"] is True
+    # The deploy ran the release pruning (tasks/prune.yml) and kept both slots' releases.
+    assert "Remove releases no slot holds, keeping the newest 2" in result.output
+    held = sorted({rig.releases.first.version, rig.releases.second.version})
+    for host in rig.lab.hosts:
+        assert sorted(rig.lab.ssh(host, "ls /opt/openclaw-voice/releases").stdout.split()) == held
     note("deploy_seconds_per_host", [float(entry["seconds"]) for entry in per_host])
     note("flip_seconds_per_host", [float(entry["flip_seconds"]) for entry in per_host])
     note("deploy_playbook_seconds", round(result.seconds, 1))
