@@ -184,22 +184,25 @@ async def test_voice_connection_closes_are_rejoined_between_turns(tmp_path: Path
     assert report["voice_disconnects_by_reason"] == {"lost": 2}  # each rejoined once
 
 
-async def test_sigterm_mid_reply_finishes_the_reply_then_leaves_keeping_presence(
-    tmp_path: Path,
+@pytest.mark.parametrize("sigterm", ["sigterm", "sigterm-mid-question"])
+async def test_sigterm_mid_reply_or_question_answers_it_then_leaves_keeping_presence(
+    tmp_path: Path, sigterm: str
 ) -> None:
+    """SIGTERM while an answer is heard, or while a question is being asked: the drain
+    answers it (speech begun before the signal is still answered), then the bot leaves."""
     profile = LoadProfile(
         guilds=2,
         turns=6,
         seed=10,
-        events=((4.0, "sigterm"),),
+        events=((4.0, sigterm),),
         settings={"DRAIN_SECONDS": "20"},
     )
     report = write_report(await run_load(profile, tmp_path), tmp_path)
     errors, turns = report["errors"], report["turns"]
     assert report["failure"] is None
-    assert [event["action"] for event in report["events"]] == ["sigterm"]
-    # The answer being heard when SIGTERM came was finished, and every question asked was
-    # answered; nobody asked again after it.
+    assert [event["action"] for event in report["events"]] == [sigterm]
+    # The answer being heard, or the question being asked, when SIGTERM came was finished
+    # and answered, and so was every question asked; nobody asked again after it.
     assert turns["unanswered"] == 0, report["turn_log"]
     assert turns["asked"] == turns["answered"] < profile.guilds * 6
     assert turns["by_status"] == {"completed": turns["asked"]}

@@ -146,6 +146,7 @@ class GuildConversation:
         # turns takes it (tests/load/events.py).
         self.turn_lock = asyncio.Lock()
         self.reply_heard = asyncio.Event()  # the current question's answer is audible
+        self.asking = asyncio.Event()  # a question is being spoken
         self.stop_asking = False  # finish the current turn, then ask nothing more
 
     async def run(self, deadline: float | None) -> None:
@@ -175,7 +176,11 @@ class GuildConversation:
         sim.stats.lateness.clear()
         self.reply_heard.clear()
         asked_at = time.monotonic()
-        stats = await sim.speak_opus(clip.frames, realtime=True)
+        self.asking.set()
+        try:
+            stats = await sim.speak_opus(clip.frames, realtime=True)
+        finally:
+            self.asking.clear()
         lateness = stats.lateness
         self.send_lateness.extend(lateness)
         stopped_at = stats.started_at + clip.last_voiced * FRAME

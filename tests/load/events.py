@@ -3,7 +3,8 @@
 Each action returns what it observed (e.g. how long the bot took to rejoin), which the
 harness records in the report's ``events``. Actions on one guild's voice connection wait
 for that guild's conversation to be between turns, so no question is cut in half by the
-harness itself; SIGTERM is sent while an answer is being heard, on purpose.
+harness itself; SIGTERM is sent while an answer is being heard, or a question asked, on
+purpose.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ CLOCKSHIFT_SOURCE = Path(__file__).with_name("clockshift.c")
 CLOCK_JUMP_SECONDS = 3600
 REJOIN_WITHIN = 60.0
 HEARD_WITHIN = 60.0
+MID_QUESTION_SECONDS = 1.0  # questions are 2-3 s long
 
 
 @dataclass
@@ -76,6 +78,8 @@ async def perform(action: str, context: EventContext) -> dict[str, Any]:
         return await _close_voice(context, int(action.removeprefix("voice-close-")))
     elif action == "sigterm":
         return await _terminate(context)
+    elif action == "sigterm-mid-question":
+        return await _terminate_mid_question(context)
     elif action.endswith(("-down", "-up")):
         stage, _, state = action.rpartition("-")
         context.send({"op": "outage", "stage": stage, "down": state == "down"})
@@ -133,6 +137,24 @@ async def _terminate(context: EventContext) -> dict[str, Any]:
         each.stop_asking = True
     os.kill(context.bot_pid, signal.SIGTERM)
     return {"sent_at": time.monotonic(), "guild_id": conversation.guild_id}
+
+
+async def _terminate_mid_question(context: EventContext) -> dict[str, Any]:
+    """SIGTERM to the bot a second into the last guild's next question; nobody asks again."""
+    conversation = context.conversations[-1]
+    await asyncio.wait_for(_next_question(conversation), HEARD_WITHIN)
+    await asyncio.sleep(MID_QUESTION_SECONDS)  # the scenario: well into the question
+    for each in context.conversations:
+        each.stop_asking = True
+    os.kill(context.bot_pid, signal.SIGTERM)
+    return {"sent_at": time.monotonic(), "guild_id": conversation.guild_id}
+
+
+async def _next_question(conversation: GuildConversation) -> None:
+    """Until ``conversation`` begins to ask a question (not one already under way)."""
+    if conversation.asking.is_set():
+        await conversation.reply_heard.wait()  # heard once that question has ended
+    await conversation.asking.wait()
 
 
 def _jump_clock(context: EventContext, seconds: int) -> dict[str, Any]:

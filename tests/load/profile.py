@@ -25,6 +25,8 @@ EVENTS = {
     "between its turns; the harness waits for the rejoin",
     "voice-close-4015": "the same with 4015 (voice server crashed)",
     "sigterm": "SIGTERM to the bot while the first guild's answer is heard; no new questions",
+    "sigterm-mid-question": "SIGTERM to the bot a second into the last guild's next question; "
+    "no new questions",
     "clock-forward": "the bot's wall clock jumps forward an hour (monotonic clock unchanged)",
     "clock-back": "the bot's wall clock jumps back an hour",
     # Storage faults (tests/load/storage.py): the sandboxed ones need root.

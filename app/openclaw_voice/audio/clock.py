@@ -80,6 +80,10 @@ class FrameClock:
         self._behind = False
         self.max_tick_seconds = 0.0
 
+    def now(self) -> float:
+        """The clock's time: the timeline of the voiced times of speech events."""
+        return self._time()
+
     def add(self, stream: FrameStream) -> None:
         """Starts ticking a stream."""
         self._streams.append(stream)

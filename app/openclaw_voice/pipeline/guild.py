@@ -13,6 +13,10 @@ playing, has not finished their turn. Their pending turn is withdrawn (cancelled
 already running: transcription and agent work is speculative until the reply plays) and
 the two utterances are answered as one: one transcript, one agent call, one reply.
 Opted-out users' audio is dropped before it is even decoded.
+
+Draining (shutdown, or a slot giving up the active role): no turn for speech that begins
+after the drain began, but what was being said, queued or answered then is still answered,
+within the drain's bound.
 """
 
 from __future__ import annotations
@@ -146,6 +150,12 @@ class GuildPipeline:
         self._withdrawn: set[str] = set()  # queued turn ids continued before they ran
         self.continued = 0  # turns merged into their continuation
         self.accepting = True
+        # Draining (shutdown, slot flip): since when; speech that began earlier is still
+        # answered. Addressable speakers mid-utterance, and since when they speak.
+        self._draining_since: float | None = None
+        self._speaking: dict[int, float] = {}
+        self._busy = False  # the worker holds a turn
+        self._settled = asyncio.Event()  # an utterance ended or a turn finished
         self._worker = asyncio.create_task(self._work(), name=f"turns-{guild_id}")
 
     @property
@@ -191,6 +201,7 @@ class GuildPipeline:
     def _on_speech_start(self, user_id: int, at: float) -> None:
         if user_id in self.opted_out or not self.context.may_address(user_id):
             return  # neither a continuation nor a barge-in
+        self._speaking[user_id] = at
         self._continue(user_id, at)
         replying = self._audible_reply()
         if replying is not None:
@@ -248,8 +259,10 @@ class GuildPipeline:
         return True
 
     def _on_utterance(self, utterance: Utterance) -> None:
-        if not self.accepting:
-            return  # draining for a shutdown or a slot flip: no new turns
+        self._speaking.pop(utterance.user_id, None)
+        self._settled.set()
+        if not self.accepting and not self._begun_before_drain(utterance):
+            return  # leaving, or draining: no turns for speech begun since
         if not self.context.may_address(utterance.user_id):
             log.info(
                 "utterance not answered: the guild's role allowlist excludes its speaker",
@@ -297,7 +310,12 @@ class GuildPipeline:
     async def _work(self) -> None:
         while True:
             request = await self.turns.get()
-            await self.run_turn(request)
+            self._busy = True
+            try:
+                await self.run_turn(request)
+            finally:
+                self._busy = False
+                self._settled.set()
 
     async def run_turn(self, request: TurnRequest, *, speak: bool = True) -> TurnOutcome:
         """Answer one turn (voice or typed); an interruption cancels it cleanly."""
@@ -332,6 +350,7 @@ class GuildPipeline:
                 outcome.status = "interrupted"
         finally:
             self._current = self._current_request = self._current_outcome = None
+            self._settled.set()
         if outcome.status == "continued":
             return outcome  # answered together with its continuation
         if self._open.get(request.user_id) is request and outcome.status != "ignored":
@@ -389,12 +408,33 @@ class GuildPipeline:
             text += f"\n**{self.wake_name}**: {outcome.reply.strip()}"
         await self._post(self.context.post_transcript, text)
 
-    async def drain(self, within: float) -> None:
-        """Take no new turns; let the reply in progress finish, for at most ``within`` s."""
+    def begin_drain(self) -> None:
+        """Take no turns for speech that begins from now on (see :meth:`drain`)."""
         self.accepting = False
-        current = self._current
-        if current is not None and within > 0:
-            await asyncio.wait({current}, timeout=within)
+        if self._draining_since is None:
+            self._draining_since = self._clock.now()
+
+    async def drain(self, within: float) -> None:
+        """Take no turns for speech that begins from now on; answer what is being said,
+        queued or answered now, for at most ``within`` s."""
+        self.begin_drain()
+        if within <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                while self._unfinished():
+                    self._settled.clear()
+                    await self._settled.wait()
+
+    def _begun_before_drain(self, utterance: Utterance) -> bool:
+        since = self._draining_since
+        return since is not None and utterance.first_voiced_at < since
+
+    def _unfinished(self) -> bool:
+        """Draining: speech begun before the drain is still going on, or a turn waits or runs."""
+        since = self._draining_since
+        speaking = since is not None and any(at < since for at in self._speaking.values())
+        return speaking or self._busy or self._current is not None or not self.turns.empty()
 
     async def close(self) -> None:
         self.interrupt()

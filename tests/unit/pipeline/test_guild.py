@@ -10,6 +10,7 @@ with the voiced times the VAD would report.
 from __future__ import annotations
 
 import asyncio
+import time
 from array import array
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable
@@ -467,3 +468,40 @@ def test_merging_keeps_the_voiced_bounds_of_both_parts() -> None:
     other_rate = Utterance(ALICE, PcmAudio(bytes(960), 48_000), 11.0, 12.0)
     assert merge_utterances(first, other_rate) is None
     assert merge_utterances(first, said(BOB, 2, ended_at=12.0)) is None
+
+
+async def test_a_drain_answers_speech_begun_before_it_and_ignores_speech_begun_after(
+    room: Room,
+) -> None:
+    """A shutdown's drain while Alice is mid-question and her earlier question is being
+    answered: both answers are given; Bob, who starts talking after the drain began, is
+    not answered; the drain ends once Alice's answer is given, well before its bound."""
+    room.stt.hold = asyncio.Event()
+    now = time.monotonic()
+    room.guild._on_utterance(said(ALICE, 1, ended_at=now - 5.0))
+    await room.stt.wait_for_requests(1)  # her first question is being answered
+    room.guild._on_speech_start(ALICE, now - 0.5)  # ... and she is asking another
+
+    room.guild.begin_drain()  # what drain() does first
+    drained = asyncio.create_task(room.guild.drain(30.0))
+    room.guild._on_speech_start(BOB, now + 0.5)  # after the drain began
+    room.stt.hold.set()
+    room.guild._on_utterance(said(ALICE, 2, ended_at=now))
+    room.guild._on_utterance(said(BOB, 3, ended_at=now + 1.0))
+    async with asyncio.timeout(5):
+        await drained
+
+    assert await room.outcomes.wait_for(2) == [("alpha", "completed"), ("beta", "completed")]
+    assert room.agent.turns == ["alpha", "beta"]  # nothing of Bob's
+
+
+async def test_a_drain_does_not_wait_for_speech_begun_after_it(room: Room) -> None:
+    now = time.monotonic()
+    room.guild.begin_drain()
+    drained = asyncio.create_task(room.guild.drain(30.0))
+    room.guild._on_speech_start(BOB, now + 0.5)
+    async with asyncio.timeout(5):
+        await drained
+    room.guild._on_utterance(said(BOB, 3, ended_at=now + 1.0))
+    assert room.agent.turns == []
+    assert len(room.outcomes) == 0
