@@ -36,6 +36,7 @@ from openclaw_voice.agent.base import AgentSession
 from openclaw_voice.agent.registry import agent_policy
 from openclaw_voice.app import Application
 from openclaw_voice.config import Settings, load_settings
+from openclaw_voice.discord import voice_client
 from openclaw_voice.discord.playback import StreamingSource
 from openclaw_voice.discord.voice_client import ListeningVoiceClient
 from openclaw_voice.errors import Stage
@@ -63,18 +64,11 @@ from tests.load.providers import (
 log = structlog.get_logger(__name__)
 
 Emit = Callable[[dict[str, Any]], None]
-OPUS_SET_COMPLEXITY = 4010
 
 
 def _opus_complexity(level: int) -> None:
-    """discord.py's encoder at another complexity (libopus' default, and discord.py's, is 10)."""
-    original = discord.opus.Encoder.__init__
-
-    def init(self: discord.opus.Encoder, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        discord.opus._lib.opus_encoder_ctl(self._state, OPUS_SET_COMPLEXITY, level)
-
-    discord.opus.Encoder.__init__ = init  # type: ignore[method-assign]
+    """Replies encoded at another Opus complexity (the bot's is REPLY_ENCODER_COMPLEXITY)."""
+    voice_client.REPLY_ENCODER_COMPLEXITY = level
 
 
 def _feeder_low_water() -> None:
@@ -103,7 +97,7 @@ def _voice_encoder() -> None:
 # What-if changes to the application, patched into this process only when a profile asks
 # (``--experiment``); none is used by the tests.
 EXPERIMENTS: dict[str, Callable[[], None]] = {
-    "opus-complexity-5": lambda: _opus_complexity(5),
+    "opus-complexity-9": lambda: _opus_complexity(9),  # libopus' default, until 2026-11-28
     "opus-complexity-3": lambda: _opus_complexity(3),
     "feeder-low-water": _feeder_low_water,
     "voice-encoder": _voice_encoder,

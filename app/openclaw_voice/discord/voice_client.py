@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 import structlog
+from discord import opus
 from discord.errors import ConnectionClosed
 from discord.voice_state import ConnectionFlowState, VoiceConnectionState
 
@@ -24,6 +25,17 @@ log = structlog.get_logger(__name__)
 
 # "Voice server crashed": discord.py answers it with a resume we give up at once.
 RESUME_CLOSE_CODE = 4015
+# Opus complexity of the replies (discord.py keeps libopus' default, 9 with Debian 12's
+# libopus). Speech sounds the same at 5 and costs about 40 % less to encode, the largest
+# share of the bot's CPU per session (docs/benchmarks.md, "Load and capacity").
+REPLY_ENCODER_COMPLEXITY = 5
+OPUS_SET_COMPLEXITY = 4010
+OPUS_GET_COMPLEXITY = 4011
+
+
+def set_encoder_complexity(encoder: opus.Encoder, complexity: int) -> None:
+    """Set a discord.py encoder's Opus complexity (0-10); discord.py has no setter."""
+    opus._lib.opus_encoder_ctl(encoder._state, OPUS_SET_COMPLEXITY, complexity)
 
 
 class _ConnectionState(VoiceConnectionState):
@@ -105,6 +117,18 @@ class ListeningVoiceClient(discord.VoiceClient):
         self.leave_pending = False
         self.close_code: int | None = None
         self._leaving = False
+
+    @property
+    def encoder(self) -> opus.Encoder:
+        return self._reply_encoder
+
+    @encoder.setter
+    def encoder(self, encoder: opus.Encoder) -> None:
+        # discord.py's play() makes a new encoder for every source, before its player
+        # thread starts: set its complexity then, while nothing encodes with it.
+        if isinstance(encoder, opus.Encoder):
+            set_encoder_complexity(encoder, REPLY_ENCODER_COMPLEXITY)
+        self._reply_encoder = encoder
 
     def create_connection_state(self) -> VoiceConnectionState:
         return _ConnectionState(self, hook=self._on_voice_ws_message)

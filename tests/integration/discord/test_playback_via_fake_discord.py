@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import time
 from collections.abc import AsyncIterator
 
 import discord
 import numpy as np
+from discord import opus
 
 from openclaw_voice.audio.pcm import PcmAudio
 from openclaw_voice.discord.playback import VoicePlayback
-from openclaw_voice.discord.voice_client import ListeningVoiceClient
+from openclaw_voice.discord.voice_client import (
+    OPUS_GET_COMPLEXITY,
+    REPLY_ENCODER_COMPLEXITY,
+    ListeningVoiceClient,
+)
 from tests.fakes.discord import FakeDiscord, dominant_frequency
 from tests.fakes.discord.fixtures import ClientRunner
 from tests.integration.fake_discord.helpers import VoiceBot
@@ -48,6 +54,10 @@ async def test_playback_is_heard_and_interrupt_stops_it_within_40_ms(
     await connection.capture.wait_for_frames(50, within=15)
     heard = connection.capture.mono()
     assert abs(dominant_frequency(heard[-24_000:]) - 523.25) < 5
+    # discord.py's encoder for this source, at the replies' complexity (not libopus' 10).
+    complexity = ctypes.c_int()
+    opus._lib.opus_encoder_ctl(voice.encoder._state, OPUS_GET_COMPLEXITY, ctypes.byref(complexity))
+    assert complexity.value == REPLY_ENCODER_COMPLEXITY == 5
 
     interrupted_at = time.monotonic()
     playback.interrupt()
