@@ -69,8 +69,8 @@ DAVE_VERSION = 1
 READER_SLOTS = 4  # speakers' packets spread over 4 points of each 20 ms, like the fake's Pacer
 
 
-def speech_packets() -> list[bytes]:
-    """About ten seconds of espeak-ng speech as 20 ms Opus packets (stereo, 64 kbit/s)."""
+def speech_frames() -> list[bytes]:
+    """About ten seconds of espeak-ng speech as 20 ms frames of 48 kHz stereo s16le."""
     wav = subprocess.run(  # noqa: S603 (a fixed binary, our own text)
         ["/usr/bin/espeak-ng", "-v", "en-us", "--stdout", TEXT],
         check=True,
@@ -80,10 +80,14 @@ def speech_packets() -> list[bytes]:
     pcm = np.frombuffer(wav[44 : 44 + (len(wav) - 44) // 2 * 2], dtype="<i2")
     audio = soxr.resample(pcm.astype(np.float32) / 32768, rate, 48_000)
     samples = np.clip(audio * 32768, -32768, 32767).astype(np.int16)
-    samples = samples[: len(samples) // 960 * 960]
-    stereo = np.repeat(samples[:, None], 2, axis=1)
+    stereo = np.repeat(samples[: len(samples) // 960 * 960, None], 2, axis=1)
+    return [stereo[i : i + 960].tobytes() for i in range(0, len(stereo), 960)]
+
+
+def speech_packets() -> list[bytes]:
+    """The same speech as 20 ms Opus packets (stereo, 64 kbit/s)."""
     encoder = opus.Encoder(bitrate=64)
-    return [encoder.encode(stereo[i : i + 960].tobytes(), 960) for i in range(0, len(samples), 960)]
+    return [encoder.encode(frame, 960) for frame in speech_frames()]
 
 
 def rss_mib() -> float:

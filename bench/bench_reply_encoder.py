@@ -15,13 +15,10 @@ from __future__ import annotations
 import argparse
 import ctypes
 import statistics
-import subprocess
 import sys
 import time
 
-import numpy as np
-import soxr
-from bench.bench_receive_audio import TEXT
+from bench.bench_receive_audio import speech_frames
 from discord import opus
 
 from openclaw_voice.discord.voice_client import (
@@ -29,19 +26,6 @@ from openclaw_voice.discord.voice_client import (
     REPLY_ENCODER_COMPLEXITY,
     set_encoder_complexity,
 )
-
-
-def speech_frames() -> list[bytes]:
-    """The espeak-ng speech as 20 ms frames of 48 kHz stereo s16le, as playback sends them."""
-    wav = subprocess.run(  # noqa: S603 (a fixed binary, our own text)
-        ["/usr/bin/espeak-ng", "-v", "en-us", "--stdout", TEXT], check=True, capture_output=True
-    ).stdout
-    rate = int.from_bytes(wav[24:28], "little")
-    pcm = np.frombuffer(wav[44 : 44 + (len(wav) - 44) // 2 * 2], dtype="<i2")
-    audio = soxr.resample(pcm.astype(np.float32) / 32768, rate, 48_000)
-    samples = np.clip(audio * 32768, -32768, 32767).astype(np.int16)
-    stereo = np.repeat(samples[: len(samples) // 960 * 960, None], 2, axis=1)
-    return [stereo[i : i + 960].tobytes() for i in range(0, len(stereo), 960)]
 
 
 def default_complexity() -> int:
@@ -64,9 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--complexity", type=int, nargs="+", default=None)
     args = parser.parse_args(argv)
-    levels = args.complexity or sorted(
-        {default_complexity(), REPLY_ENCODER_COMPLEXITY}, reverse=True
-    )
+    default = default_complexity()
+    levels = args.complexity or sorted({default, REPLY_ENCODER_COMPLEXITY}, reverse=True)
     frames = speech_frames()
     times: dict[int, list[float]] = {level: [] for level in levels}
     sizes: dict[int, int] = {}
@@ -75,9 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             micros, sizes[level] = microseconds_per_frame(frames, level)
             times[level].append(micros)
     print(f"{len(frames)} frames ({len(frames) * 0.02:.1f} s of speech), {args.rounds} rounds")
-    print(
-        f"libopus default complexity: {default_complexity()}; the bot's: {REPLY_ENCODER_COMPLEXITY}"
-    )
+    print(f"libopus default complexity: {default}; the bot's: {REPLY_ENCODER_COMPLEXITY}")
     print("| complexity | CPU per frame, median (min-max) | share of a core per speaker | kbit/s |")
     print("|---|---|---|---|")
     for level in levels:

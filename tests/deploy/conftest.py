@@ -28,6 +28,19 @@ ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = ROOT / "ansible"
 
 
+def local_ansible_env(workdir: Path) -> dict[str, str]:
+    """The environment for Ansible run on this machine (``-c local``), its own files in
+    ``workdir``."""
+    return {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
+        "ANSIBLE_HOME": str(workdir / "ansible-home"),
+        "ANSIBLE_LOCAL_TEMP": str(workdir / "ansible-tmp"),
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+        "ANSIBLE_LOCALHOST_WARNING": "false",
+    }
+
+
 # --- release ---------------------------------------------------------------------------------
 
 

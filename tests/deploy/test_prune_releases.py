@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import ANSIBLE_DIR, run
+from tests.deploy.conftest import ANSIBLE_DIR, local_ansible_env, run
 
 PRUNE = ANSIBLE_DIR / "roles" / "openclaw_voice" / "tasks" / "prune.yml"
 VERSIONS = ["1.0.1", "1.0.2", "1.0.3", "1.0.4", "1.0.5", "1.0.6"]  # oldest first
@@ -42,17 +42,9 @@ def prune(tmp_path: Path, keep: int, slots: dict[str, str]) -> set[str]:
         "openclaw_voice_keep_releases": keep,
         "openclaw_voice_host_state": {"active_slot": "blue", "slots": slots},
     }
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
-        "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-    }
     run(
         [ansible, "-c", "local", "-i", "localhost,", "-e", json.dumps(extra), playbook],
-        env=env,
+        env=local_ansible_env(tmp_path),
     )
     left = {path.name for path in releases.iterdir()}
     shutil.rmtree(install_root)

@@ -3,7 +3,6 @@ scores at most 2.5 ("OK") in `systemd-analyze security --offline=true`."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import ANSIBLE_DIR, run
+from tests.deploy.conftest import ANSIBLE_DIR, local_ansible_env, run
 
 ROLE = ANSIBLE_DIR / "roles" / "openclaw_voice"
 UNIT = "openclaw-voice@blue.service"
@@ -31,14 +30,7 @@ def unit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("unit-root")
     install_root = root / "opt" / "openclaw-voice"
     unit = root / UNIT
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
-        "ANSIBLE_HOME": str(root.parent / "ansible-home"),
-        "ANSIBLE_LOCAL_TEMP": str(root.parent / "ansible-tmp"),
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-    }
+    env = local_ansible_env(root.parent)
     run(
         [
             ansible,

@@ -133,10 +133,7 @@ async def _terminate(context: EventContext) -> dict[str, Any]:
     """SIGTERM to the bot while the first guild's answer is being heard; nobody asks again."""
     conversation = context.conversations[0]
     await asyncio.wait_for(conversation.reply_heard.wait(), HEARD_WITHIN)
-    for each in context.conversations:
-        each.stop_asking = True
-    os.kill(context.bot_pid, signal.SIGTERM)
-    return {"sent_at": time.monotonic(), "guild_id": conversation.guild_id}
+    return _stop_asking_and_terminate(context, conversation)
 
 
 async def _terminate_mid_question(context: EventContext) -> dict[str, Any]:
@@ -144,6 +141,12 @@ async def _terminate_mid_question(context: EventContext) -> dict[str, Any]:
     conversation = context.conversations[-1]
     await asyncio.wait_for(_next_question(conversation), HEARD_WITHIN)
     await asyncio.sleep(MID_QUESTION_SECONDS)  # the scenario: well into the question
+    return _stop_asking_and_terminate(context, conversation)
+
+
+def _stop_asking_and_terminate(
+    context: EventContext, conversation: GuildConversation
+) -> dict[str, Any]:
     for each in context.conversations:
         each.stop_asking = True
     os.kill(context.bot_pid, signal.SIGTERM)
