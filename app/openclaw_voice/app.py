@@ -101,9 +101,10 @@ class Application:
             await bot.connected_once.wait()
         await bot.sync_commands()
         rejoined = await bot.sessions.restore()
-        # Check often enough that a short idle timeout is honoured about on time.
-        idle = self.settings.sessions.idle_timeout_seconds
-        bot.sessions.start_idle_watch(interval=min(15.0, max(0.1, idle / 4)))
+        # Check often enough that a short idle timeout or retry is honoured about on time.
+        sessions = self.settings.sessions
+        shortest = min(sessions.idle_timeout_seconds, sessions.voice_rejoin_retry_seconds)
+        bot.sessions.start_watch(interval=min(15.0, max(0.1, shortest / 4)))
         if self.metrics is not None:
             self.metrics.openclaw_voice_slot_active.set(1)
         log.info("acting on Discord events", context={"rejoined_guilds": len(rejoined)})
@@ -221,6 +222,8 @@ class Application:
             metrics=self.metrics,
             policy=SessionPolicy(
                 connect_timeout=settings.sessions.voice_connect_timeout_seconds,
+                retry_wanted_after=settings.sessions.voice_rejoin_retry_seconds,
+                retry_wanted_max=max(900.0, settings.sessions.voice_rejoin_retry_seconds),
                 empty_channel_grace=settings.sessions.empty_channel_grace_seconds,
                 idle_timeout=settings.sessions.idle_timeout_seconds,
                 max_sessions=settings.sessions.max_sessions,

@@ -530,6 +530,15 @@ VARIABLES: Final[tuple[Variable, ...]] = (
         "15",
     ),
     Variable(
+        "VOICE_REJOIN_RETRY_SECONDS",
+        "seconds, a number from 1 to 3600",
+        "How long after losing a wanted voice channel for good (reconnects spent, rate "
+        "limited, a rejoin that failed) the bot tries it again; the wait doubles after each "
+        "failed try, up to 15 minutes.",
+        _number(1.0, 3600.0),
+        "60",
+    ),
+    Variable(
         "EMPTY_CHANNEL_GRACE_SECONDS",
         "seconds, a number from 0 to 3600",
         "How long the bot stays once no human is left in its channel.",
@@ -727,6 +736,7 @@ class SessionSettings:
     """Voice session lifecycle and sharding."""
 
     voice_connect_timeout_seconds: float
+    voice_rejoin_retry_seconds: float
     empty_channel_grace_seconds: float
     idle_timeout_seconds: float
     max_sessions: int

@@ -167,21 +167,27 @@ async def test_gateway_resumes_reconnects_and_a_new_identify_leave_voice_untouch
 
 
 async def test_voice_connection_closes_are_rejoined_between_turns(tmp_path: Path) -> None:
+    """4006 and 4015 are rejoined at once (the two closes come back to back, the second
+    while the first rejoin is finishing); after 4021 (rate limited) the channel is tried
+    again once VOICE_REJOIN_RETRY_SECONDS have passed."""
     profile = LoadProfile(
         guilds=2,
-        turns=3,
+        turns=4,
         seed=9,
-        events=((3.0, "voice-close-4006"), (10.0, "voice-close-4015")),
+        events=((3.0, "voice-close-4006"), (10.0, "voice-close-4015"), (12.0, "voice-close-4021")),
+        settings={"VOICE_REJOIN_RETRY_SECONDS": "1"},
     )
     report = await run(profile, tmp_path)
     events = report["events"]
     assert [(e["action"], e["code"], e["new_connection"]) for e in events] == [
         ("voice-close-4006", 4006, True),
         ("voice-close-4015", 4015, True),
+        ("voice-close-4021", 4021, True),
     ]
-    assert report["turns"]["by_status"] == {"completed": 6}
+    assert events[2]["rejoin_seconds"] >= 1.0  # not at once: after the retry delay
+    assert report["turns"]["by_status"] == {"completed": 8}
     assert report["state_at_end"]["discord_voice_clients"] == 2
-    assert report["voice_disconnects_by_reason"] == {"lost": 2}  # each rejoined once
+    assert report["voice_disconnects_by_reason"] == {"lost": 3}  # each rejoined once
 
 
 @pytest.mark.parametrize("sigterm", ["sigterm", "sigterm-mid-question"])

@@ -24,6 +24,8 @@ EVENTS = {
     "voice-close-4006": "the first guild's voice websocket closed with 4006 (session invalid), "
     "between its turns; the harness waits for the rejoin",
     "voice-close-4015": "the same with 4015 (voice server crashed)",
+    "voice-close-4021": "the same with 4021 (rate limited): the bot comes back only after "
+    "VOICE_REJOIN_RETRY_SECONDS",
     "sigterm": "SIGTERM to the bot while the first guild's answer is heard; no new questions",
     "sigterm-mid-question": "SIGTERM to the bot a second into the last guild's next question; "
     "no new questions",

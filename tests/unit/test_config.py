@@ -155,6 +155,7 @@ MALFORMED = [
     ("PROVIDER_ATTEMPTS", "0", "from 1 to 5"),
     ("PROVIDER_COOLDOWN_SECONDS", "1.5", "from 0 to 3600"),
     ("VOICE_CONNECT_TIMEOUT_SECONDS", "0", "above 0"),
+    ("VOICE_REJOIN_RETRY_SECONDS", "0.5", "from 1 to 3600"),
     ("EMPTY_CHANNEL_GRACE_SECONDS", "-5", "from 0 to 3600"),
     ("IDLE_TIMEOUT_SECONDS", "forever", "above 0"),
     ("MAX_SESSIONS", "0", "from 1 to 10000"),

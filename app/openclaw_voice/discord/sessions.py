@@ -2,7 +2,8 @@
 
 One :class:`VoiceSession` per guild. The desired presence (guild → channel) lives in the
 state store, so a restarted or newly promoted process rejoins exactly the channels it
-should; a moderator's kick or ``/voice stop`` forgets it, a shutdown keeps it. What happens
+should, and a wanted channel it could not keep is tried again later; a moderator's kick
+or ``/voice stop`` forgets it, a shutdown keeps it. What happens
 inside a session (listening, answering) belongs to the pipeline, which observes sessions
 through :class:`SessionObserver`.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -76,6 +78,10 @@ class SessionPolicy:
     goodbye_timeout: float = 10.0
     max_rejoins: int = 3  # rejoins after lost connections per guild within rejoin_window
     rejoin_window: float = 600.0
+    # A wanted channel the bot is not in (rejoins spent, 4021/4022, a rejoin that could not
+    # connect) is tried again after this long, then twice as long each time, up to the max.
+    retry_wanted_after: float = 60.0
+    retry_wanted_max: float = 900.0
 
 
 def humans_in(channel: discord.abc.GuildChannel, bot_id: int) -> int:
@@ -117,10 +123,13 @@ class VoiceSessionManager:
         self._leaving: set[int] = set()
         self._empty_timers: dict[int, asyncio.TimerHandle] = {}
         self._locks: dict[int, asyncio.Lock] = {}
-        self._idle_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._rejoining: set[int] = set()
+        self._lost_while_rejoining: set[int] = set()
         self._rejoins: dict[int, deque[float]] = {}
+        self._retries: dict[int, tuple[float, float]] = {}  # guild: (next try, delay)
+        self._forgotten_at: dict[int, float] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     async def wait_until(self, condition: Callable[[], bool], within: float = 30.0) -> None:
@@ -155,27 +164,45 @@ class VoiceSessionManager:
         started_by: int | None,
         text_channel_id: int | None,
     ) -> VoiceSession:
+        async with self._lock(channel.guild.id):
+            session = await self._join(channel, started_by, text_channel_id)
+        await self._started(session, channel)
+        return session
+
+    async def _join(
+        self,
+        channel: discord.VoiceChannel | discord.StageChannel,
+        started_by: int | None,
+        text_channel_id: int | None,
+    ) -> VoiceSession:
+        """Join ``channel`` (or move there), holding the guild's lock."""
         guild_id = channel.guild.id
-        async with self._lock(guild_id):
-            session = self.sessions.get(guild_id)
-            if session is not None and session.voice.is_connected():
-                if session.channel_id != channel.id:
-                    await session.voice.move_to(channel)
-                    session.channel_id = channel.id
-                session.started_by, session.text_channel_id = started_by, text_channel_id
-            else:
-                if len(self.sessions) >= self.policy.max_sessions:
-                    raise VoiceConnectError("I'm in too many voice channels right now; try later.")
-                session = VoiceSession(
-                    guild_id, channel.id, await self._connect(channel), started_by, text_channel_id
-                )
-                voice = session.voice
-                voice.receiver.metrics = self._metrics
-                voice.receiver.on_decrypt_failures = lambda: self._rejoin_soon(guild_id)
-                voice.on_connection_lost = lambda code: self._voice_lost(guild_id, voice, code)
-                self.sessions[guild_id] = session
-                self._count()
-            await self._remember(session)
+        session = self.sessions.get(guild_id)
+        if session is not None and session.voice.is_connected():
+            if session.channel_id != channel.id:
+                await session.voice.move_to(channel)
+                session.channel_id = channel.id
+            session.started_by, session.text_channel_id = started_by, text_channel_id
+        else:
+            if len(self.sessions) >= self.policy.max_sessions:
+                raise VoiceConnectError("I'm in too many voice channels right now; try later.")
+            session = VoiceSession(
+                guild_id, channel.id, await self._connect(channel), started_by, text_channel_id
+            )
+            voice = session.voice
+            voice.receiver.metrics = self._metrics
+            voice.receiver.on_decrypt_failures = lambda: self._rejoin_soon(guild_id)
+            voice.on_connection_lost = lambda code: self._voice_lost(guild_id, voice, code)
+            self.sessions[guild_id] = session
+            self._count()
+        self._retries.pop(guild_id, None)
+        await self._remember(session)
+        return session
+
+    async def _started(
+        self, session: VoiceSession, channel: discord.VoiceChannel | discord.StageChannel
+    ) -> None:
+        guild_id = session.guild_id
         log.info(
             "voice session started",
             guildId=str(guild_id),
@@ -185,7 +212,6 @@ class VoiceSessionManager:
             await self.observer.session_started(session)
         self._check_empty(channel)
         self._notify()
-        return session
 
     async def _connect(
         self, channel: discord.VoiceChannel | discord.StageChannel
@@ -252,44 +278,55 @@ class VoiceSessionManager:
             recent.popleft()
         context = {"close_code": code, "channel_id": str(session.channel_id)}
         if code in NO_REJOIN_CLOSE_CODES or len(recent) >= self.policy.max_rejoins:
-            # The channel stays wanted: a restart or the next promotion tries again.
-            log.error(
-                "voice connection lost; not rejoining", guildId=str(guild_id), context=context
+            # The channel stays wanted: rejoin_wanted() tries again later.
+            log.warning(
+                "voice connection lost; rejoining later", guildId=str(guild_id), context=context
             )
             self._spawn(self.stop(guild_id, reason="lost", forget=False), f"lost-{guild_id}")
             return
         recent.append(now)
         log.info("rejoining the voice channel", guildId=str(guild_id), context=context)
+        if guild_id in self._rejoining:
+            # The connection the rejoin just made is gone before the rejoin finished
+            # (its session is still starting): the rejoin goes round once more.
+            self._lost_while_rejoining.add(guild_id)
         self._rejoin_soon(guild_id, reason="lost")
 
     def _rejoin_soon(self, guild_id: int, reason: str = "rejoin") -> None:
         """Leave and join again: after sustained DAVE decrypt failures (as Discord clients
         do) or a lost voice connection."""
-        session = self.sessions.get(guild_id)
-        if session is None or guild_id in self._rejoining:
+        if guild_id not in self.sessions or guild_id in self._rejoining:
             return
         self._rejoining.add(guild_id)
 
         async def rejoin() -> None:
+            why = reason
             try:
-                guild = self._client.get_guild(guild_id)
-                channel = guild.get_channel(session.channel_id) if guild else None
-                await self.stop(guild_id, reason=reason, forget=False)
-                if guild is not None:
-                    await self._wait_out_of_voice(guild)
-                if isinstance(channel, discord.VoiceChannel | discord.StageChannel):
+                while (session := self.sessions.get(guild_id)) is not None:
+                    guild = self._client.get_guild(guild_id)
+                    channel = guild.get_channel(session.channel_id) if guild else None
+                    await self.stop(guild_id, reason=why, forget=False)
+                    if guild is not None:
+                        await self._wait_out_of_voice(guild)
+                    if not isinstance(channel, discord.VoiceChannel | discord.StageChannel):
+                        break
                     await self.start(
                         channel,
                         started_by=session.started_by,
                         text_channel_id=session.text_channel_id,
                     )
+                    if guild_id not in self._lost_while_rejoining:
+                        break
+                    self._lost_while_rejoining.discard(guild_id)
+                    why = "lost"
             except VoiceConnectError as error:
-                # The channel stays wanted: a restart or the next promotion tries again.
+                # The channel stays wanted: rejoin_wanted() tries again later.
                 log.error(
                     "could not rejoin the voice channel", guildId=str(guild_id), error=str(error)
                 )
             finally:
                 self._rejoining.discard(guild_id)
+                self._lost_while_rejoining.discard(guild_id)
                 self._notify()
 
         self._spawn(rejoin(), f"rejoin-{guild_id}")
@@ -398,20 +435,25 @@ class VoiceSessionManager:
         return adopted
 
     async def _forget(self, guild_id: int) -> None:
+        self._forgotten_at[guild_id] = self._clock()
+        self._retries.pop(guild_id, None)
         with contextlib.suppress(StoreError):
             await self._store.clear_presence(guild_id)
 
     async def shutdown(self) -> None:
         """Leave every channel but keep the desired presence, for the next process."""
-        for task in list(self._background):  # a rejoin must not outlive the shutdown
+        # Neither the watch nor a rejoin may join again what the shutdown leaves.
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+            self._watch_task = None  # a later promotion starts it again
+        self._retries.clear()
+        for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         for guild_id in list(self.sessions):
             await self.stop(guild_id, reason="shutdown", forget=False)
-        if self._idle_task is not None:
-            self._idle_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._idle_task
 
     # --- events -------------------------------------------------------------------------
 
@@ -471,16 +513,75 @@ class VoiceSessionManager:
         if session is not None and session.channel_id == channel.id:
             await self.stop(channel.guild.id, reason="channel_deleted", forget=True)
 
-    # --- idle ---------------------------------------------------------------------------
+    # --- idle sessions, wanted channels ---------------------------------------------------
 
-    def start_idle_watch(self, interval: float = 15.0) -> None:
-        if self._idle_task is None:
-            self._idle_task = asyncio.create_task(self._watch_idle(interval), name="idle-watch")
+    def start_watch(self, interval: float = 15.0) -> None:
+        """Every ``interval``: leave idle sessions, try the wanted channels again."""
+        if self._watch_task is None:
+            self._watch_task = asyncio.create_task(self._watch(interval), name="session-watch")
 
-    async def _watch_idle(self, interval: float) -> None:
+    async def _watch(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            await self.leave_idle()
+            try:
+                await self.leave_idle()
+                await self.rejoin_wanted()
+            except Exception as error:  # the watch must outlive one bad round
+                log.error("session watch round failed", error=f"{type(error).__name__}: {error}")
+
+    async def rejoin_wanted(self) -> list[int]:
+        """Join the wanted channels (state store) this process is not in, once each is due:
+        its rejoins ran out, Discord said 4021/4022, or a rejoin could not connect. A guild
+        is first tried ``retry_wanted_after`` after it was seen missing, then with a doubling
+        delay; a channel nobody is in is left for later. Returns the guilds joined."""
+        read_at = self._clock()
+        try:
+            wanted = await self._store.desired_presence()
+        except StoreError:
+            return []
+        joined: list[int] = []
+        for presence in wanted:
+            guild_id = presence.guild_id
+            guild = self._client.get_guild(guild_id)
+            if guild is None or guild_id in self.sessions or guild_id in self._rejoining:
+                continue  # another shard's guild, or held (or being rejoined) already
+            now = self._clock()
+            due, delay = self._retries.get(guild_id, (None, self.policy.retry_wanted_after))
+            if due is None:
+                self._retries[guild_id] = (now + delay, delay)
+                continue
+            channel = guild.get_channel(presence.channel_id)
+            me = self._client.user
+            if now < due or (
+                isinstance(channel, discord.VoiceChannel | discord.StageChannel)
+                and humans_in(channel, me.id if me else 0) == 0
+            ):
+                continue
+            if not isinstance(channel, discord.VoiceChannel | discord.StageChannel):
+                await self._forget(guild_id)
+                continue
+            later = min(2 * delay, self.policy.retry_wanted_max)
+            self._retries[guild_id] = (now + later, later)
+            try:
+                async with self._lock(guild_id):
+                    if self._forgotten_at.get(guild_id, -math.inf) >= read_at:
+                        continue  # left on purpose since the store was read
+                    session = await self._join(
+                        channel,
+                        started_by=presence.started_by,
+                        text_channel_id=presence.text_channel_id,
+                    )
+            except VoiceConnectError as error:
+                log.error(
+                    "could not rejoin a wanted voice channel; trying again later",
+                    guildId=str(guild_id),
+                    error=str(error),
+                    context={"retry_in_seconds": self._retries[guild_id][1]},
+                )
+                continue
+            await self._started(session, channel)
+            joined.append(guild_id)
+        return joined
 
     async def leave_idle(self) -> list[int]:
         now = self._clock()

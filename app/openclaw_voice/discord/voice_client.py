@@ -90,6 +90,17 @@ class _ConnectionState(VoiceConnectionState):
             code = int(error.code)
         except TimeoutError:  # no message for 30 s
             code = None
+        except Exception as error:  # whatever ended it, the bot must rejoin
+            # discord.py lets other errors end its poller without leaving: e.g. its DAVE
+            # handler answering a commit on a websocket Discord is closing (4015).
+            log.warning(
+                "voice websocket failed",
+                guildId=str(self._owner.guild.id),
+                error=f"{type(error).__name__}: {error}",
+            )
+            if self.state is not ConnectionFlowState.disconnected:
+                await self.disconnect()
+            code = self._owner.close_code
         else:
             if self.state is not ConnectionFlowState.disconnected:
                 return  # cancelled by a move or a soft disconnect: discord.py carries on

@@ -8,14 +8,22 @@ with a clear message, a metric and the state left as it was.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import discord
 import pytest
+from structlog.testing import capture_logs
 
-from openclaw_voice.discord.sessions import VoiceSession, VoiceSessionManager
+from openclaw_voice.discord.sessions import (
+    SessionObserver,
+    VoiceSession,
+    VoiceSessionManager,
+    humans_in,
+)
 from openclaw_voice.ops.metrics import Metrics
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord.fixtures import ClientRunner
@@ -105,6 +113,74 @@ async def test_a_lost_voice_session_is_rejoined(harness: Harness, code: int) -> 
     assert sample(metrics, "discord_voice_disconnect_total", reason="lost") == 1
     assert sample(metrics, "discord_voice_connect_total", status="success") == 2
     assert sample(metrics, "discord_voice_connect_total", status="failure") == 0
+
+
+class HeldStart:
+    """The session observer, with the next session's start held until ``release``: the
+    window in which a rejoin has its new connection but has not finished."""
+
+    def __init__(self, observer: SessionObserver | None) -> None:
+        self.observer = observer
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def session_started(self, session: VoiceSession) -> None:
+        self.holding.set()
+        await self.release.wait()
+        if self.observer is not None:
+            await self.observer.session_started(session)
+
+    async def session_ending(self, session: VoiceSession, reason: str) -> None:
+        if self.observer is not None:
+            await self.observer.session_ending(session, reason)
+
+
+async def test_a_connection_lost_while_its_rejoin_finishes_is_rejoined_again(
+    harness: Harness,
+) -> None:
+    """4015 right after a 4006 rejoin connected, before the rejoin was over: the second
+    loss was ignored and the bot stayed without voice (a CI failure). Here discord.py's
+    DAVE handler also fails answering on the closing websocket, which ended its poller
+    without a word; both must end in a third connection."""
+    fake = harness.fake
+    sessions, metrics = parts(harness)
+    first = await listening(harness)
+    observer = sessions.observer
+    held = HeldStart(observer)
+    sessions.observer = held
+
+    await fake.voice.close_voice(fake.guild.id, 4006)
+    await asyncio.wait_for(held.holding.wait(), 10)
+    second = sessions.sessions[fake.guild.id]
+    assert second is not first
+    assert sessions.rejoining == {fake.guild.id}
+    report_lost = second.voice.on_connection_lost
+    assert report_lost is not None
+    lost = asyncio.Event()
+
+    def reported(code: int | None) -> None:
+        report_lost(code)
+        lost.set()
+
+    second.voice.on_connection_lost = reported
+    await fake.voice.close_voice(fake.guild.id, 4015)
+    await asyncio.wait_for(lost.wait(), 10)
+    sessions.observer = observer
+    held.release.set()
+
+    await sessions.wait_until(
+        lambda: (
+            not sessions.rejoining
+            and fake.guild.id in sessions.sessions
+            and sessions.sessions[fake.guild.id] not in (first, second)
+        )
+    )
+    third = sessions.sessions[fake.guild.id]
+    assert third.voice.is_connected()
+    assert await bot_channel(fake) == first.channel_id
+    assert joins(fake) == [first.channel_id] * 3
+    assert sample(metrics, "discord_voice_disconnect_total", reason="lost") == 2
+    assert [p.channel_id for p in await harness.store.desired_presence()] == [first.channel_id]
 
 
 @pytest.mark.parametrize("case", ["rate limited", "rejoins spent"])
@@ -223,3 +299,98 @@ async def test_a_rejoin_that_cannot_connect_keeps_the_channel_wanted(harness: Ha
     assert [p.channel_id for p in await harness.store.desired_presence()] == [first.channel_id]
     assert await sessions.restore() == [fake.guild.id]
     assert await bot_channel(fake) == first.channel_id
+
+
+async def wait_for_humans(harness: Harness, channel_id: int, count: int) -> None:
+    """Until the bot's cache shows ``count`` people in the channel (a status round trip
+    after each voice state the fake sends)."""
+    assert harness.bot.user is not None
+    for _ in range(50):
+        channel = harness.bot.get_channel(channel_id)
+        assert isinstance(channel, discord.VoiceChannel)
+        if humans_in(channel, harness.bot.user.id) == count:
+            return
+        await harness.run("status")
+    raise AssertionError(f"{count} people never seen in channel {channel_id}")
+
+
+class Clock:
+    """The session manager's clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_wanted_channel_left_after_a_rate_limit_is_joined_again_later(
+    harness: Harness,
+) -> None:
+    """4021: no rejoin at once (Discord asks to back off); the watch joins the channel
+    again once the retry is due, and not before."""
+    fake = harness.fake
+    sessions, metrics = parts(harness)
+    clock = Clock()
+    sessions._clock = clock
+    first = await listening(harness)
+    await fake.voice.close_voice(fake.guild.id, 4021)
+    await sessions.wait_until(
+        lambda: not sessions.sessions and not sessions.rejoining and out_of_voice(harness)
+    )
+
+    assert await sessions.rejoin_wanted() == []  # seen missing: due in retry_wanted_after
+    clock.now += sessions.policy.retry_wanted_after - 1
+    assert await sessions.rejoin_wanted() == []
+    assert joins(fake) == [first.channel_id]
+    clock.now += 1
+    assert await sessions.rejoin_wanted() == [fake.guild.id]
+
+    again = sessions.sessions[fake.guild.id]
+    assert again.voice.is_connected()
+    assert (again.channel_id, again.started_by) == (first.channel_id, first.started_by)
+    assert await bot_channel(fake) == first.channel_id
+    assert joins(fake) == [first.channel_id] * 2
+    assert sample(metrics, "discord_voice_connect_total", status="success") == 2
+    assert await sessions.rejoin_wanted() == []  # held: nothing to do
+
+
+async def test_wanted_channel_retries_wait_for_people_and_back_off_when_joins_fail(
+    harness: Harness,
+) -> None:
+    fake = harness.fake
+    sessions, _ = parts(harness)
+    clock = Clock()
+    sessions._clock = clock
+    sessions.policy = dataclasses.replace(sessions.policy, max_rejoins=0)
+    first = await listening(harness)
+    await fake.voice.close_voice(fake.guild.id, 4006)  # no rejoins left: the session ends
+    await sessions.wait_until(
+        lambda: not sessions.sessions and not sessions.rejoining and out_of_voice(harness)
+    )
+    assert await sessions.rejoin_wanted() == []
+    clock.now += sessions.policy.retry_wanted_after
+
+    alice = next(sim for sim in fake.simulated.values() if sim.user.username == "alice")
+    channel = fake.voice_channel()
+    await fake.move_simulated_user(alice, None)  # nobody left to listen to: not joined
+    await wait_for_humans(harness, channel.id, 0)
+    assert await sessions.rejoin_wanted() == []
+    assert joins(fake) == [first.channel_id]
+
+    await fake.move_simulated_user(alice, channel)
+    await wait_for_humans(harness, channel.id, 1)
+    fake.controls.voice.withhold_server_update = 3  # the join's 3 attempts all fail
+    with capture_logs() as entries:
+        assert await sessions.rejoin_wanted() == []
+    delay = 2 * sessions.policy.retry_wanted_after
+    retries = [e for e in entries if e["event"].endswith("trying again later")]
+    assert [e["context"]["retry_in_seconds"] for e in retries] == [delay]
+    assert joins(fake) == [first.channel_id] * 4
+    clock.now += delay - 1
+    assert await sessions.rejoin_wanted() == []  # backing off: not yet
+    clock.now += 1
+    assert await sessions.rejoin_wanted() == [fake.guild.id]
+    assert await bot_channel(fake) == first.channel_id
+    # Still wanted throughout; /voice stop would have forgotten it.
+    assert [p.channel_id for p in await harness.store.desired_presence()] == [first.channel_id]
