@@ -15,9 +15,10 @@ a deploy under load while the fake Discord drops the gateway and answers REST sl
 active slot SIGKILLed (systemd restarts it, it rejoins its voice channel); a no-op deploy
 of the same version; a rollback; HAProxy unreachable; a deploy of a build that fails
 readiness on the second host (reverted there; the run stops and names each host's
-version); a rollback refused because a standby is down; and last the disaster recovery of
-a lost host: its state backed up, the machine replaced by a fresh one, `site.yml`
-restoring the backup, the bot back in its voice channel.
+version); a rollback refused because a standby is down; the disaster recovery of a lost
+host: its state backed up, the machine replaced by a fresh one, `site.yml` restoring the
+backup, the bot back in its voice channel; and last a rollback of one host whose active
+slot is down.
 Timings are printed and written to ``deploy-timings.json`` in the test's directory.
 """
 
@@ -517,10 +518,14 @@ class Rig:
     provisioned: PlaybookRun
     logs: Path
 
-    def playbook(self, name: str, release: Release, **extra: object) -> PlaybookRun:
-        """Run a playbook; its whole output is kept in the lab's directory for a post-mortem."""
+    def playbook(self, name: str, release: Release, *args: str, **extra: object) -> PlaybookRun:
+        """Run a playbook (``args``: more ansible-playbook options); its whole output is
+        kept in the lab's directory for a post-mortem."""
         result = self.ansible.playbook(
-            name, inventory=self.inventory, extra_vars=bot_vars(self.discord, release, **extra)
+            name,
+            *args,
+            inventory=self.inventory,
+            extra_vars=bot_vars(self.discord, release, **extra),
         )
         self.logs.mkdir(exist_ok=True)
         (self.logs / f"{len(list(self.logs.iterdir())):02d}-{name}.log").write_text(result.output)
@@ -1087,3 +1092,43 @@ def test_a_lost_host_is_rebuilt_from_its_backup_and_rejoins_its_channel(
     assert timer == "enabled"
     note("dr_rebuild_playbook_seconds", round(result.seconds, 1))
     note("dr_rto_seconds", round(rto, 1))
+
+
+def test_rollback_of_a_host_whose_active_slot_is_down(rig: Rig) -> None:
+    """The active slot has failed for good (its unit stopped, as after a crash loop): the
+    rollback does not refuse, keeps that slot stopped (no second active bot when it comes
+    back) and promotes the standby, which rejoins the voice channel."""
+    lab, fake = rig.lab, rig.discord.threaded.fake
+    host = lab.hosts[0]
+    guild = rig.discord.guilds[0]
+    channel = guild.voice_channels()[0]
+    before = deploy_state(lab, host)
+    down = before["active_slot"]
+    standby = next(other for other in SLOT_PORTS if other != down)
+    assert (slot_status(lab, host, down) or {}).get("active_sessions") == 1
+    lab.ssh(host, f"systemctl stop openclaw-voice@{down}")
+
+    result = rig.playbook("rollback.yml", rig.releases.first, "--limit", f"localhost,{host.name}")
+
+    assert_ok(result)
+    output = " ".join(result.output.split())
+    version = before["slots"][down]
+    assert f"slot {down} ({version}) was down and is left stopped" in output, output[-5000:]
+    assert deploy_state(lab, host)["active_slot"] == standby
+    assert lab.ssh(
+        host, f"systemctl is-active openclaw-voice@{down}", check=False
+    ).stdout.strip() == ("inactive")
+    entry = history(lab, host)[-1]
+    assert (entry["outcome"], entry["previous"], entry["previous_was_down"]) == (
+        "rolled back",
+        version,
+        True,
+    )
+    assert haproxy_weights(lab, host) == {standby: 100, down: 0}
+    wait_for(
+        lambda: (slot_status(lab, host, standby) or {}).get("active_sessions") == 1,
+        "the promoted slot to rejoin the voice channel",
+        30,
+    )
+    assert guild.voice_states[fake.world.bot.id].channel_id == channel.id
+    note("rollback_from_down_playbook_seconds", round(result.seconds, 1))
