@@ -515,6 +515,11 @@ class VoiceSessionManager:
 
     # --- idle sessions, wanted channels ---------------------------------------------------
 
+    @property
+    def watching(self) -> bool:
+        """Whether the session watch runs (on the active slot)."""
+        return self._watch_task is not None and not self._watch_task.done()
+
     def start_watch(self, interval: float = 15.0) -> None:
         """Every ``interval``: leave idle sessions, try the wanted channels again."""
         if self._watch_task is None:

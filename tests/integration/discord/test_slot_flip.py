@@ -48,6 +48,12 @@ async def test_flip_moves_the_voice_channel_and_answers_each_interaction_once(
         assert blue.bot.sessions.sessions == {}
         assert green.app.status.not_ready_reasons() == []
         assert blue.app.status.not_ready_reasons() == ["standby"]
+        assert (blue.bot.sessions.watching, green_sessions.watching) == (False, True)
+
+        # And back: blue, promoted a second time, watches its sessions again.
+        await green.app.slot.set_role("standby")
+        await blue.app.slot.set_role("active")
+        assert (blue.bot.sessions.watching, green_sessions.watching) == (True, False)
     finally:
         await stop_harness(green, discord_clients)
         await stop_harness(blue, discord_clients)
