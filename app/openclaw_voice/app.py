@@ -87,6 +87,9 @@ class Application:
         # READY=1 once the ops server serves; traffic readiness is /ready (the slot role).
         self.systemd = SystemdNotifier()
         self.bot: VoiceBot | None = None
+        # A promotion through the admin endpoint waits this long for Discord's READY (the
+        # playbook wants a prompt answer); the start-up promotion waits as long as it takes.
+        self.promote_connect_timeout = 60.0
         self.store: StateStore | None = None
         self.pipeline: VoicePipeline | None = None
 
@@ -97,9 +100,16 @@ class Application:
         bot = self.bot
         if bot is None or bot.sessions is None:
             raise RuntimeError("promotion before the Discord client exists")
-        async with asyncio.timeout(60):
+        async with asyncio.timeout(self.promote_connect_timeout):
             await bot.connected_once.wait()
-        await bot.sync_commands()
+        try:
+            await bot.sync_commands()
+        except (discord.HTTPException, aiohttp.ClientError) as error:
+            # Discord keeps the commands registered before; acting matters more.
+            log.error(
+                "could not register the slash commands; the ones registered before stay",
+                error=f"{type(error).__name__}: {error}",
+            )
         rejoined = await bot.sessions.restore()
         # Check often enough that a short idle timeout or retry is honoured about on time.
         sessions = self.settings.sessions
@@ -130,9 +140,13 @@ class Application:
             return True  # better a rare double answer than none
 
     async def _take_initial_role(self) -> None:
+        """SLOT_ROLE=active: act once Discord has let the bot in, however long that takes
+        (a host started during a Discord incident must not stay standby for good)."""
         if self.settings.slot_role != "active":
             log.info("starting as standby", context={"slot": self.settings.slot_name})
             return
+        if self.bot is not None:
+            await self.bot.connected_once.wait()
         try:
             await self.slot.set_role("active")
         except RoleConflict as conflict:

@@ -64,6 +64,9 @@ class Gateway:
         self.fake = fake
         self.sessions: dict[str, GatewaySession] = {}
         self.connections: set[web.WebSocketResponse] = set()
+        # When set: an IDENTIFY waits until the event is set before READY (Discord slow to
+        # let the bot in, e.g. during an incident).
+        self.hold_ready: asyncio.Event | None = None
 
     def install(self, app: web.Application) -> None:
         app.router.add_get(self.path, self._handle)
@@ -210,6 +213,9 @@ class Gateway:
             "auth": {},
             "user_settings": {},
         }
+        if self.hold_ready is not None:
+            self.fake.recorder.record("gateway_ready_held", session_id=session.session_id)
+            await self.hold_ready.wait()
         await self._dispatch_to(session, "READY", ready)
         for guild in guilds:
             await self._dispatch_to(
