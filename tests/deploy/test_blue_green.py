@@ -1115,9 +1115,8 @@ def test_rollback_of_a_host_whose_active_slot_is_down(rig: Rig) -> None:
     version = before["slots"][down]
     assert f"slot {down} ({version}) was down and is left stopped" in output, output[-5000:]
     assert deploy_state(lab, host)["active_slot"] == standby
-    assert lab.ssh(
-        host, f"systemctl is-active openclaw-voice@{down}", check=False
-    ).stdout.strip() == ("inactive")
+    state = lab.ssh(host, f"systemctl is-active openclaw-voice@{down}", check=False).stdout
+    assert state.strip() == "inactive"
     entry = history(lab, host)[-1]
     assert (entry["outcome"], entry["previous"], entry["previous_was_down"]) == (
         "rolled back",

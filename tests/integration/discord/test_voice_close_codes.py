@@ -25,6 +25,7 @@ from openclaw_voice.discord.sessions import (
     humans_in,
 )
 from openclaw_voice.ops.metrics import Metrics
+from openclaw_voice.store.state import VoicePresence
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord.fixtures import ClientRunner
 from tests.integration.discord.test_commands import (
@@ -394,3 +395,36 @@ async def test_wanted_channel_retries_wait_for_people_and_back_off_when_joins_fa
     assert await bot_channel(fake) == first.channel_id
     # Still wanted throughout; /voice stop would have forgotten it.
     assert [p.channel_id for p in await harness.store.desired_presence()] == [first.channel_id]
+
+
+async def test_a_wanted_channel_someone_stops_while_the_retry_runs_is_not_joined(
+    harness: Harness,
+) -> None:
+    """`/voice stop` lands after the retry read the wanted channels and before it joins:
+    the stop wins."""
+    fake = harness.fake
+    sessions, _ = parts(harness)
+    clock = Clock()
+    sessions._clock = clock
+    first = await listening(harness)
+    await fake.voice.close_voice(fake.guild.id, 4021)
+    await sessions.wait_until(
+        lambda: not sessions.sessions and not sessions.rejoining and out_of_voice(harness)
+    )
+    assert await sessions.rejoin_wanted() == []
+    clock.now += sessions.policy.retry_wanted_after
+    store = sessions._store
+
+    class StoppedDuringTheRead:
+        async def desired_presence(self) -> list[VoicePresence]:
+            wanted = await store.desired_presence()
+            assert await sessions.stop(fake.guild.id, reason="stop") is False  # /voice stop
+            return wanted
+
+    sessions._store = StoppedDuringTheRead()  # type: ignore[assignment]
+    try:
+        assert await sessions.rejoin_wanted() == []
+    finally:
+        sessions._store = store
+    assert joins(fake) == [first.channel_id]
+    assert await store.desired_presence() == []
