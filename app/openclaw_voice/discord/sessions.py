@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -129,7 +128,6 @@ class VoiceSessionManager:
         self._lost_while_rejoining: set[int] = set()
         self._rejoins: dict[int, deque[float]] = {}
         self._retries: dict[int, tuple[float, float]] = {}  # guild: (next try, delay)
-        self._forgotten_at: dict[int, float] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     async def wait_until(self, condition: Callable[[], bool], within: float = 30.0) -> None:
@@ -435,8 +433,7 @@ class VoiceSessionManager:
         return adopted
 
     async def _forget(self, guild_id: int) -> None:
-        self._forgotten_at[guild_id] = self._clock()
-        self._retries.pop(guild_id, None)
+        self._retries.pop(guild_id, None)  # a retry under way must not join it again
         with contextlib.suppress(StoreError):
             await self._store.clear_presence(guild_id)
 
@@ -539,7 +536,6 @@ class VoiceSessionManager:
         its rejoins ran out, Discord said 4021/4022, or a rejoin could not connect. A guild
         is first tried ``retry_wanted_after`` after it was seen missing, then with a doubling
         delay; a channel nobody is in is left for later. Returns the guilds joined."""
-        read_at = self._clock()
         try:
             wanted = await self._store.desired_presence()
         except StoreError:
@@ -569,8 +565,8 @@ class VoiceSessionManager:
             self._retries[guild_id] = (now + later, later)
             try:
                 async with self._lock(guild_id):
-                    if self._forgotten_at.get(guild_id, -math.inf) >= read_at:
-                        continue  # left on purpose since the store was read
+                    if guild_id not in self._retries:
+                        continue  # forgotten (/voice stop, a kick) while waiting for the lock
                     session = await self._join(
                         channel,
                         started_by=presence.started_by,

@@ -416,6 +416,9 @@ async def test_a_wanted_channel_someone_stops_while_the_retry_runs_is_not_joined
     store = sessions._store
 
     class StoppedDuringTheRead:
+        def __getattr__(self, name: str) -> object:
+            return getattr(store, name)
+
         async def desired_presence(self) -> list[VoicePresence]:
             wanted = await store.desired_presence()
             assert await sessions.stop(fake.guild.id, reason="stop") is False  # /voice stop
