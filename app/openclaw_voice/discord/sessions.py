@@ -552,14 +552,11 @@ class VoiceSessionManager:
                 self._retries[guild_id] = (now + delay, delay)
                 continue
             channel = guild.get_channel(presence.channel_id)
-            me = self._client.user
-            if now < due or (
-                isinstance(channel, discord.VoiceChannel | discord.StageChannel)
-                and humans_in(channel, me.id if me else 0) == 0
-            ):
-                continue
             if not isinstance(channel, discord.VoiceChannel | discord.StageChannel):
-                await self._forget(guild_id)
+                await self._forget(guild_id)  # the channel is gone
+                continue
+            me = self._client.user
+            if now < due or humans_in(channel, me.id if me else 0) == 0:
                 continue
             later = min(2 * delay, self.policy.retry_wanted_max)
             self._retries[guild_id] = (now + later, later)
@@ -577,7 +574,7 @@ class VoiceSessionManager:
                     "could not rejoin a wanted voice channel; trying again later",
                     guildId=str(guild_id),
                     error=str(error),
-                    context={"retry_in_seconds": self._retries[guild_id][1]},
+                    context={"retry_in_seconds": later},
                 )
                 continue
             await self._started(session, channel)
