@@ -284,16 +284,16 @@ class VoiceSessionManager:
             return
         recent.append(now)
         log.info("rejoining the voice channel", guildId=str(guild_id), context=context)
-        if guild_id in self._rejoining:
-            # The connection the rejoin just made is gone before the rejoin finished
-            # (its session is still starting): the rejoin goes round once more.
-            self._lost_while_rejoining.add(guild_id)
         self._rejoin_soon(guild_id, reason="lost")
 
     def _rejoin_soon(self, guild_id: int, reason: str = "rejoin") -> None:
         """Leave and join again: after sustained DAVE decrypt failures (as Discord clients
         do) or a lost voice connection."""
-        if guild_id not in self.sessions or guild_id in self._rejoining:
+        if guild_id not in self.sessions:
+            return
+        if guild_id in self._rejoining:
+            if reason == "lost":  # the connection the rejoin just made is gone already
+                self._lost_while_rejoining.add(guild_id)  # (its session still starting)
             return
         self._rejoining.add(guild_id)
 

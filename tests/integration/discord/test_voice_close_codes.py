@@ -325,6 +325,20 @@ class Clock:
         return self.now
 
 
+async def lost_for_good(harness: Harness, code: int) -> tuple[Clock, VoiceSession]:
+    """The session (returned) started, then its connection closed with ``code`` and not
+    rejoined at once; the manager's clock is the returned one."""
+    sessions, _ = parts(harness)
+    clock = Clock()
+    sessions._clock = clock
+    first = await listening(harness)
+    await harness.fake.voice.close_voice(harness.fake.guild.id, code)
+    await sessions.wait_until(
+        lambda: not sessions.sessions and not sessions.rejoining and out_of_voice(harness)
+    )
+    return clock, first
+
+
 async def test_a_wanted_channel_left_after_a_rate_limit_is_joined_again_later(
     harness: Harness,
 ) -> None:
@@ -332,13 +346,7 @@ async def test_a_wanted_channel_left_after_a_rate_limit_is_joined_again_later(
     again once the retry is due, and not before."""
     fake = harness.fake
     sessions, metrics = parts(harness)
-    clock = Clock()
-    sessions._clock = clock
-    first = await listening(harness)
-    await fake.voice.close_voice(fake.guild.id, 4021)
-    await sessions.wait_until(
-        lambda: not sessions.sessions and not sessions.rejoining and out_of_voice(harness)
-    )
+    clock, first = await lost_for_good(harness, 4021)
 
     assert await sessions.rejoin_wanted() == []  # seen missing: due in retry_wanted_after
     clock.now += sessions.policy.retry_wanted_after - 1
@@ -361,14 +369,8 @@ async def test_wanted_channel_retries_wait_for_people_and_back_off_when_joins_fa
 ) -> None:
     fake = harness.fake
     sessions, _ = parts(harness)
-    clock = Clock()
-    sessions._clock = clock
     sessions.policy = dataclasses.replace(sessions.policy, max_rejoins=0)
-    first = await listening(harness)
-    await fake.voice.close_voice(fake.guild.id, 4006)  # no rejoins left: the session ends
-    await sessions.wait_until(
-        lambda: not sessions.sessions and not sessions.rejoining and out_of_voice(harness)
-    )
+    clock, first = await lost_for_good(harness, 4006)  # no rejoins left: the session ends
     assert await sessions.rejoin_wanted() == []
     clock.now += sessions.policy.retry_wanted_after
 
@@ -404,13 +406,7 @@ async def test_a_wanted_channel_someone_stops_while_the_retry_runs_is_not_joined
     the stop wins."""
     fake = harness.fake
     sessions, _ = parts(harness)
-    clock = Clock()
-    sessions._clock = clock
-    first = await listening(harness)
-    await fake.voice.close_voice(fake.guild.id, 4021)
-    await sessions.wait_until(
-        lambda: not sessions.sessions and not sessions.rejoining and out_of_voice(harness)
-    )
+    clock, first = await lost_for_good(harness, 4021)
     assert await sessions.rejoin_wanted() == []
     clock.now += sessions.policy.retry_wanted_after
     store = sessions._store
